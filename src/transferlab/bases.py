@@ -1,0 +1,156 @@
+"""The registry of base models: one line per model, checked before TensorFlow is imported.
+
+Each name maps to its constructor, its own `preprocess_input`, its default and minimum input size,
+and the weight sets it knows by name. Adding a `keras.applications` model is one line here.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+from dataclasses import dataclass, field
+from enum import Enum
+from importlib import resources
+from pathlib import Path
+from typing import Callable, Optional
+
+from transferlab.errors import ConfigError, ModelError
+
+IMAGENET = "imagenet"
+DIGITS_WEIGHTS = "digits_0_4"
+DIGITS_WEIGHTS_FILE = "digits_cnn_0-4.weights.h5"
+
+
+@dataclass(frozen=True)
+class BaseSpec:
+    name: str
+    constructor: str  # "module:attribute"
+    preprocess: str  # "module:attribute", maps raw 0..255 RGB to what the base expects
+    default_size: int
+    min_size: int
+    takes_alpha: bool = False
+    # Weight sets known by name: None passes the name to the constructor (Keras downloads and
+    # caches them); a string is a file shipped in `transferlab/assets`.
+    named_weights: dict[str, Optional[str]] = field(default_factory=lambda: {IMAGENET: None})
+
+    def load(self, attribute: str) -> Callable:
+        module, _, attr = getattr(self, attribute).partition(":")
+        return getattr(importlib.import_module(module), attr)
+
+
+def _app(name: str, module: str, ctor: str, size: int, min_size: int = 32, alpha: bool = False) -> BaseSpec:
+    prefix = f"keras.applications.{module}"
+    return BaseSpec(name, f"{prefix}:{ctor}", f"{prefix}:preprocess_input", size, min_size, alpha)
+
+
+_SPECS = [
+    _app("xception", "xception", "Xception", 299, 71),
+    _app("vgg16", "vgg16", "VGG16", 224),
+    _app("vgg19", "vgg19", "VGG19", 224),
+    _app("resnet50", "resnet", "ResNet50", 224),
+    _app("resnet101", "resnet", "ResNet101", 224),
+    _app("resnet152", "resnet", "ResNet152", 224),
+    _app("resnet50_v2", "resnet_v2", "ResNet50V2", 224),
+    _app("resnet101_v2", "resnet_v2", "ResNet101V2", 224),
+    _app("resnet152_v2", "resnet_v2", "ResNet152V2", 224),
+    _app("inception_v3", "inception_v3", "InceptionV3", 299, 75),
+    _app("inception_resnet_v2", "inception_resnet_v2", "InceptionResNetV2", 299, 75),
+    _app("mobilenet", "mobilenet", "MobileNet", 224, alpha=True),
+    _app("mobilenet_v2", "mobilenet_v2", "MobileNetV2", 224, alpha=True),
+    _app("mobilenet_v3_small", "mobilenet_v3", "MobileNetV3Small", 224, alpha=True),
+    _app("mobilenet_v3_large", "mobilenet_v3", "MobileNetV3Large", 224, alpha=True),
+    _app("densenet121", "densenet", "DenseNet121", 224),
+    _app("densenet169", "densenet", "DenseNet169", 224),
+    _app("densenet201", "densenet", "DenseNet201", 224),
+    _app("nasnet_mobile", "nasnet", "NASNetMobile", 224),
+    _app("nasnet_large", "nasnet", "NASNetLarge", 331),
+    *(
+        _app(f"efficientnet_b{i}", "efficientnet", f"EfficientNetB{i}", size)
+        for i, size in enumerate((224, 240, 260, 300, 380, 456, 528, 600))
+    ),
+    *(
+        _app(f"efficientnet_v2_{v.lower()}", "efficientnet_v2", f"EfficientNetV2{v}", size)
+        for v, size in (("B0", 224), ("B1", 240), ("B2", 260), ("B3", 300), ("S", 384), ("M", 480), ("L", 480))
+    ),
+    *(
+        _app(f"convnext_{v.lower()}", "convnext", f"ConvNeXt{v}", 224)
+        for v in ("Tiny", "Small", "Base", "Large", "XLarge")
+    ),
+    BaseSpec(
+        "digits_cnn",
+        "transferlab.models:digits_cnn",
+        "transferlab.models:scale_to_unit",
+        32,
+        8,
+        named_weights={DIGITS_WEIGHTS: DIGITS_WEIGHTS_FILE},
+    ),
+]
+
+BASES: dict[str, BaseSpec] = {spec.name: spec for spec in _SPECS}
+
+
+def get_base_spec(name: str) -> BaseSpec:
+    """Look a base up by name; an unknown name fails with the closest known ones."""
+    try:
+        return BASES[name]
+    except KeyError:
+        close = difflib.get_close_matches(name, BASES, n=3)
+        hint = f"did you mean {', '.join(close)}?" if close else f"known: {', '.join(sorted(BASES))}"
+        raise ConfigError(f"unknown base_model.name '{name}': {hint}") from None
+
+
+class WeightsKind(str, Enum):
+    none = "none"
+    named = "named"  # passed to the constructor, e.g. "imagenet"
+    file = "file"  # a weights file loaded into the constructed architecture
+    keras_model = "keras_model"  # a whole saved model used as the base
+
+
+@dataclass(frozen=True)
+class WeightsSource:
+    kind: WeightsKind
+    value: Optional[str] = None
+
+
+def resolve_weights(spec: BaseSpec, weights: Optional[str]) -> WeightsSource:
+    """Turn `base_model.weights` into what to load, failing early on names and paths that cannot work."""
+    if weights is None or weights.lower() in ("null", "none", "random"):
+        return WeightsSource(WeightsKind.none)
+    if weights in spec.named_weights:
+        asset = spec.named_weights[weights]
+        if asset is None:
+            return WeightsSource(WeightsKind.named, weights)
+        return WeightsSource(WeightsKind.file, str(asset_path(asset)))
+    path = Path(weights).expanduser()
+    if path.suffix == ".keras":
+        kind = WeightsKind.keras_model
+    elif path.suffix in (".h5", ".hdf5"):
+        kind = WeightsKind.file
+    elif "/" not in weights and "." not in weights:
+        known = ", ".join([*spec.named_weights, "null"])
+        raise ConfigError(
+            f"base_model.weights='{weights}' is not a weight set of {spec.name} (known: {known}); "
+            "or give a path to a .weights.h5 / .keras file"
+        )
+    else:
+        raise ConfigError(
+            f"base_model.weights='{weights}' has an unsupported file type: "
+            "use a Keras weights file (.weights.h5 or .h5) or a saved model (.keras)"
+        )
+    if not path.is_file():
+        raise ModelError(f"weights file not found: '{path}'; check base_model.weights")
+    return WeightsSource(kind, str(path))
+
+
+def asset_path(filename: str) -> Path:
+    """A file shipped inside the installed package."""
+    return Path(str(resources.files("transferlab") / "assets" / filename))
+
+
+def check_image_size(spec: BaseSpec, image_size: tuple[int, int]) -> None:
+    if min(image_size) < spec.min_size:
+        raise ConfigError(
+            f"dataset.image_size={list(image_size)} is too small for {spec.name}, which needs at least "
+            f"{spec.min_size}x{spec.min_size}; set dataset.image_size to [{spec.default_size}, {spec.default_size}] "
+            "(its default) or larger"
+        )

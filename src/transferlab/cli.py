@@ -1,0 +1,82 @@
+"""The command-line boundary: Hydra in, one clear line out on any error a user can fix."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import sys
+from typing import Callable
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.errors import HydraException
+from hydra.types import RunMode
+from omegaconf import DictConfig
+from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
+
+from transferlab.config import register_configs, unknown_key_message
+from transferlab.errors import TransferlabError
+
+log = logging.getLogger("transferlab")
+
+register_configs()
+
+
+def run_from_hydra(cfg: DictConfig) -> float:
+    """Train from a Hydra-composed config and return the optimized metric to the sweeper."""
+    from transferlab.training import train
+
+    try:
+        summary = train(cfg)
+    except TransferlabError as exc:
+        if _in_multirun():
+            raise  # Hydra records the job as failed and the sweep goes on
+        log.error("%s", exc)
+        fail(str(exc))
+    return summary.metric(cfg.optimized_metric)
+
+
+def main_with_clear_errors(hydra_main: Callable[[], object]) -> None:
+    """Run a `@hydra.main` function, turning config composition errors into one line."""
+    wants_traceback = os.environ.get("HYDRA_FULL_ERROR") == "1"
+    os.environ["HYDRA_FULL_ERROR"] = "1"  # let composition errors reach us instead of Hydra's printer
+    try:
+        hydra_main()
+    except (HydraException, OmegaConfBaseException) as exc:
+        if wants_traceback:
+            raise
+        fail(describe_config_error(exc))
+    except TransferlabError as exc:
+        fail(str(exc))
+
+
+def fail(message: str) -> None:
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+def describe_config_error(exc: BaseException) -> str:
+    """One line naming the bad key or option and the fix, from Hydra's and OmegaConf's errors."""
+    cause = exc.__cause__ if isinstance(exc.__cause__, OmegaConfBaseException) else exc
+    key = getattr(cause, "full_key", None)
+    text = str(exc)
+    missing = re.search(r"Could not find '([^']+)/([^']+)'", text)
+    if missing:
+        group, option = missing.groups()
+        options = re.findall(r"^\t(\S+)$", text, flags=re.MULTILINE)
+        return f"unknown {group} '{option}'; available: {', '.join(options) or 'none'}"
+    if key and isinstance(cause, (ConfigKeyError, ConfigAttributeError)):
+        return unknown_key_message(key)
+    first = _first_line(cause)
+    if key:
+        return f"invalid value for '{key}': {first}"
+    return first if first else _first_line(exc)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _in_multirun() -> bool:
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN

@@ -1,0 +1,303 @@
+"""Typed config schema: the dataclasses Hydra composes `conf/` into.
+
+The schema is registered in Hydra's ConfigStore as `transferlab_schema`, the first entry of
+`conf/config.yaml`'s defaults list, so an unknown key or a value of the wrong type fails while the
+config is composed, before anything is imported or trained. Range checks that a type cannot
+express live in `validate`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig, OmegaConf
+
+from transferlab.errors import ConfigError
+
+
+class BadFilePolicy(str, Enum):
+    fail = "fail"
+    skip = "skip"
+
+
+class Pooling(str, Enum):
+    avg = "avg"
+    max = "max"
+    flatten = "flatten"
+
+
+class OptimizerName(str, Enum):
+    adam = "adam"
+    adamw = "adamw"
+    sgd = "sgd"
+
+
+class MonitorMode(str, Enum):
+    auto = "auto"
+    min = "min"
+    max = "max"
+
+
+@dataclass
+class DatasetConfig:
+    """An image folder: `<path>/<class>/<images>`, or `train/`, `validation/`, `test/` folders of those."""
+
+    name: str = MISSING
+    path: str = MISSING
+    # Archive (zip or tar) fetched and unpacked into `path` when `path` does not exist yet.
+    url: Optional[str] = None
+    sha256: Optional[str] = None
+    # Folder inside the archive that holds the class folders.
+    archive_subdir: Optional[str] = None
+    # A dataset the project writes into `path` itself (see transferlab.builtin_datasets).
+    builtin: Optional[str] = None
+    # Class folders to use, in label order; null uses every class folder, sorted.
+    classes: Optional[list[str]] = None
+    # [height, width]; null uses the base model's default input size.
+    image_size: Optional[list[int]] = None
+    batch_size: int = 32
+    # Fractions of each class held out when there is no validation/ or test/ folder.
+    validation_split: float = 0.2
+    test_split: float = 0.1
+    # Keep only this many training images per class (few-shot studies); null keeps all.
+    train_per_class: Optional[int] = None
+    on_bad_file: BadFilePolicy = BadFilePolicy.fail
+    # Keep decoded, resized images in memory after the first epoch.
+    cache: bool = True
+
+
+@dataclass
+class BaseModelConfig:
+    """A pretrained base: a registry name plus where its weights come from."""
+
+    name: str = MISSING
+    # A weight set the model knows ("imagenet" for keras.applications), null for random init,
+    # or a path to a weights file (.weights.h5 / .h5) or a whole `.keras` model.
+    weights: Optional[str] = "imagenet"
+    # Width multiplier of the MobileNet family; null keeps the model's default.
+    alpha: Optional[float] = None
+    # Allow a `.keras` base with Lambda layers (runs code stored in the file).
+    unsafe_deserialization: bool = False
+
+
+@dataclass
+class HeadConfig:
+    """The new classifier on top of the base features."""
+
+    pooling: Pooling = Pooling.avg
+    hidden_units: list[int] = field(default_factory=list)
+    activation: str = "relu"
+    dropout: float = 0.2
+
+
+@dataclass
+class AugmentationConfig:
+    """Random transforms applied to training batches only (factors as in keras.layers.Random*)."""
+
+    flip: Optional[str] = None
+    rotation: float = 0.0
+    zoom: float = 0.0
+    translation: float = 0.0
+    contrast: float = 0.0
+
+
+@dataclass
+class OptimizerConfig:
+    """The optimizer family; each phase sets its own learning rate in `schedule`."""
+
+    name: OptimizerName = OptimizerName.adam
+    weight_decay: Optional[float] = None
+    momentum: float = 0.9
+    nesterov: bool = False
+    clipnorm: Optional[float] = None
+
+
+@dataclass
+class PhaseConfig:
+    epochs: int = 10
+    lr: float = 1e-3
+    # Stop the phase after this many epochs without improvement of `schedule.monitor`.
+    patience: Optional[int] = None
+
+
+@dataclass
+class FineTuneConfig(PhaseConfig):
+    # "all", an integer N (the top N layers of the base), or a layer name (that layer and above).
+    unfreeze: str = "all"
+
+
+@dataclass
+class ScheduleConfig:
+    """Phase 1 trains the head on a frozen base; phase 2 fine-tunes the unfrozen base."""
+
+    head: PhaseConfig = field(default_factory=lambda: PhaseConfig(epochs=20, lr=1e-3))
+    fine_tune: FineTuneConfig = field(
+        default_factory=lambda: FineTuneConfig(epochs=10, lr=1e-5, patience=5)
+    )
+    monitor: str = "val_loss"
+    mode: MonitorMode = MonitorMode.auto
+
+
+@dataclass
+class TrainerConfig:
+    seed: int = 42
+    # TensorFlow op determinism: identical runs give identical results, somewhat slower.
+    deterministic: bool = False
+    # Keras fit verbosity: 0 silent, 1 progress bar, 2 one line per epoch.
+    verbose: int = 2
+
+
+@dataclass
+class LoggerConfig:
+    """Which trackers receive parameters, per-epoch metrics and the summary."""
+
+    tensorboard: bool = True
+
+
+@dataclass
+class PathsConfig:
+    # Downloads, unpacked archives and built-in datasets.
+    data_dir: str = "data"
+    # Where this run writes its outputs (Hydra's run directory when launched from the CLI).
+    output_dir: str = MISSING
+
+
+@dataclass
+class ExperimentConfig:
+    name: str = "default"
+    tags: list[str] = field(default_factory=list)
+    # Summary metric returned to sweepers, e.g. "best/val_loss" or "test/accuracy".
+    optimized_metric: str = "best/val_loss"
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    base_model: BaseModelConfig = field(default_factory=BaseModelConfig)
+    head: HeadConfig = field(default_factory=HeadConfig)
+    augmentation: AugmentationConfig = field(default_factory=AugmentationConfig)
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
+    paths: PathsConfig = field(default_factory=PathsConfig)
+
+
+def register_configs() -> None:
+    """Make the schema available to `conf/config.yaml` under the name `transferlab_schema`."""
+    ConfigStore.instance().store(name="transferlab_schema", node=ExperimentConfig)
+
+
+FLIP_MODES = ("horizontal", "vertical", "horizontal_and_vertical")
+
+
+def to_experiment_config(cfg: DictConfig | ExperimentConfig) -> ExperimentConfig:
+    """Resolve a composed config into the typed dataclass, validating ranges on the way."""
+    if isinstance(cfg, ExperimentConfig):
+        config = cfg
+    else:
+        reject_unknown_keys(cfg, ExperimentConfig)
+        try:
+            merged = OmegaConf.merge(OmegaConf.structured(ExperimentConfig), cfg)
+            config = OmegaConf.to_object(merged)
+        except Exception as exc:  # OmegaConf raises several unrelated types for one cause
+            raise ConfigError(f"invalid config: {_first_line(exc)}") from exc
+    validate(config)
+    return config
+
+
+def reject_unknown_keys(node: DictConfig, schema: type, prefix: str = "") -> None:
+    """Keys added with `+key=value` slip past Hydra's struct check; nothing would read them, so refuse them."""
+    fields = _field_types(schema)
+    for key in node.keys():
+        if key not in fields:
+            raise ConfigError(unknown_key_message(f"{prefix}{key}"))
+        if dataclasses.is_dataclass(fields[key]) and isinstance(node.get(key), DictConfig):
+            reject_unknown_keys(node[key], fields[key], f"{prefix}{key}.")
+
+
+def unknown_key_message(full_key: str) -> str:
+    """Name the unknown key and the closest real one (or list the real ones)."""
+    parent, _, leaf = full_key.rpartition(".")
+    schema: Optional[type] = ExperimentConfig
+    for part in filter(None, parent.split(".")):
+        schema = _field_types(schema).get(part) if dataclasses.is_dataclass(schema) else None
+    known = list(_field_types(schema)) if dataclasses.is_dataclass(schema) else []
+    close = difflib.get_close_matches(leaf, known, n=1)
+    hint = f"did you mean '{parent + '.' if parent else ''}{close[0]}'?" if close else f"known keys: {', '.join(known)}"
+    return f"unknown config key '{full_key}': {hint}"
+
+
+def _field_types(schema: type) -> dict[str, object]:
+    """Field name to type, with the postponed (string) annotations of this module resolved."""
+    return {f.name: globals().get(f.type, f.type) if isinstance(f.type, str) else f.type for f in dataclasses.fields(schema)}
+
+
+def flatten(cfg: ExperimentConfig) -> dict[str, object]:
+    """The resolved config as dotted keys, the form trackers compare runs by."""
+    flat: dict[str, object] = {}
+
+    def walk(node: object, prefix: str) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                walk(value, f"{prefix}{key}.")
+        else:
+            flat[prefix[:-1]] = node
+
+    walk(OmegaConf.to_container(OmegaConf.structured(cfg), enum_to_str=True), "")
+    return flat
+
+
+def validate(cfg: ExperimentConfig) -> None:
+    """Reject values no run could use, naming the key and the fix."""
+    ds, sch = cfg.dataset, cfg.schedule
+    _require(ds.batch_size > 0, "dataset.batch_size", ds.batch_size, "must be a positive integer")
+    for key, frac in (("validation_split", ds.validation_split), ("test_split", ds.test_split)):
+        _require(0.0 <= frac < 1.0, f"dataset.{key}", frac, "must be in [0, 1)")
+    _require(
+        ds.validation_split + ds.test_split < 1.0,
+        "dataset.validation_split + dataset.test_split",
+        ds.validation_split + ds.test_split,
+        "must leave images for training (sum below 1)",
+    )
+    if ds.image_size is not None:
+        _require(
+            len(ds.image_size) == 2 and all(s > 0 for s in ds.image_size),
+            "dataset.image_size",
+            ds.image_size,
+            "must be [height, width] with positive sides",
+        )
+    if ds.train_per_class is not None:
+        _require(ds.train_per_class > 0, "dataset.train_per_class", ds.train_per_class, "must be positive or null")
+    for phase_name in ("head", "fine_tune"):
+        phase: PhaseConfig = getattr(sch, phase_name)
+        _require(phase.epochs >= 0, f"schedule.{phase_name}.epochs", phase.epochs, "must be >= 0 (0 skips the phase)")
+        _require(phase.lr > 0, f"schedule.{phase_name}.lr", phase.lr, "must be a positive learning rate")
+        if phase.patience is not None:
+            _require(phase.patience >= 0, f"schedule.{phase_name}.patience", phase.patience, "must be >= 0 or null")
+    _require(
+        sch.head.epochs + sch.fine_tune.epochs > 0,
+        "schedule.head.epochs + schedule.fine_tune.epochs",
+        0,
+        "must be positive: at least one phase has to train",
+    )
+    _require(0.0 <= cfg.head.dropout < 1.0, "head.dropout", cfg.head.dropout, "must be in [0, 1)")
+    _require(all(u > 0 for u in cfg.head.hidden_units), "head.hidden_units", cfg.head.hidden_units, "must be positive sizes")
+    aug = cfg.augmentation
+    if aug.flip is not None:
+        _require(aug.flip in FLIP_MODES, "augmentation.flip", aug.flip, f"must be one of {', '.join(FLIP_MODES)} or null")
+    for key in ("rotation", "zoom", "translation", "contrast"):
+        value = getattr(aug, key)
+        _require(0.0 <= value <= 1.0, f"augmentation.{key}", value, "must be a factor in [0, 1]")
+    if cfg.base_model.alpha is not None:
+        _require(cfg.base_model.alpha > 0, "base_model.alpha", cfg.base_model.alpha, "must be positive")
+
+
+def _require(ok: bool, key: str, value: object, rule: str) -> None:
+    if not ok:
+        raise ConfigError(f"{key}={value!r} {rule}; fix it in the config or on the command line")
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

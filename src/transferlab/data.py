@@ -1,0 +1,272 @@
+"""Image-folder datasets: find the files, split them, check them, and feed them through tf.data.
+
+Everything up to `build_pipelines` is plain Python, so a wrong path, an empty class folder or a
+corrupt image is reported before TensorFlow is imported and long before training starts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import random
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Optional
+
+from transferlab.builtin_datasets import write_builtin_dataset
+from transferlab.config import AugmentationConfig, BadFilePolicy, DatasetConfig
+from transferlab.download import fetch_and_unpack
+from transferlab.errors import DataError
+
+if TYPE_CHECKING:
+    import tensorflow as tf
+
+log = logging.getLogger(__name__)
+
+# What tf.io.decode_image reads; other files in class folders are ignored (Thumbs.db, notes).
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
+VALIDATION_DIRS = ("validation", "val", "valid")
+
+
+@dataclass
+class Split:
+    paths: list[str] = field(default_factory=list)
+    labels: list[int] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def add(self, path: str, label: int) -> None:
+        self.paths.append(path)
+        self.labels.append(label)
+
+
+@dataclass
+class DatasetPlan:
+    """Which file goes to which split with which label; decided before any image is decoded."""
+
+    root: Path
+    class_names: list[str]
+    train: Split
+    validation: Split
+    test: Split
+    skipped: list[str] = field(default_factory=list)
+
+    def counts(self) -> dict[str, int]:
+        return {"train": len(self.train), "validation": len(self.validation), "test": len(self.test)}
+
+    def fingerprint(self) -> str:
+        """Hash of every file's split, label, relative path and size: same data, same hash."""
+        digest = hashlib.sha256()
+        for name, split in (("train", self.train), ("validation", self.validation), ("test", self.test)):
+            for path, label in zip(split.paths, split.labels):
+                rel = Path(path).relative_to(self.root).as_posix()
+                digest.update(f"{name}\t{label}\t{rel}\t{Path(path).stat().st_size}\n".encode())
+        return digest.hexdigest()[:16]
+
+
+@dataclass
+class ImageData:
+    """The tf.data splits ready for `fit`, plus what the model and the report need to know."""
+
+    plan: DatasetPlan
+    train: "tf.data.Dataset"
+    validation: Optional["tf.data.Dataset"]
+    test: Optional["tf.data.Dataset"]
+
+    @property
+    def class_names(self) -> list[str]:
+        return self.plan.class_names
+
+
+def locate_dataset(cfg: DatasetConfig, data_dir: str) -> Path:
+    """The dataset folder, written or downloaded first when the config says how."""
+    root = Path(cfg.path).expanduser()
+    if root.exists():
+        return root
+    if cfg.builtin:
+        write_builtin_dataset(cfg.builtin, root)
+    elif cfg.url:
+        fetch_and_unpack(cfg.url, root, Path(data_dir) / "downloads", cfg.sha256, cfg.archive_subdir)
+    else:
+        raise DataError(
+            f"dataset.path '{root}' does not exist: point dataset.path at a folder of class "
+            "subfolders, or set dataset.url to an archive to download"
+        )
+    return root
+
+
+def plan_dataset(cfg: DatasetConfig, root: Path, seed: int) -> DatasetPlan:
+    """Assign files to train/validation/test: from split folders where present, else by seeded fractions."""
+    if not root.is_dir():
+        raise DataError(f"dataset.path '{root}' is a file, not a folder of class subfolders")
+    train_root = root / "train" if (root / "train").is_dir() else root
+    class_names = _class_names(train_root, cfg.classes)
+    train_files = _list_classes(train_root, class_names)
+    rng = random.Random(seed)
+    val_root = next((root / d for d in VALIDATION_DIRS if (root / d).is_dir()), None) if train_root != root else None
+    test_root = root / "test" if train_root != root and (root / "test").is_dir() else None
+
+    plan = DatasetPlan(root, class_names, Split(), Split(), Split())
+    for label, name in enumerate(class_names):
+        files = train_files[name]
+        rng.shuffle(files)
+        n_test = 0 if test_root else _held_out(len(files), cfg.test_split)
+        n_val = 0 if val_root else _held_out(len(files), cfg.validation_split)
+        if len(files) - n_test - n_val < 1:
+            raise DataError(
+                f"class '{name}' has {len(files)} images, too few to hold out validation and test images; "
+                "add images or lower dataset.validation_split / dataset.test_split"
+            )
+        for path in files[:n_test]:
+            plan.test.add(path, label)
+        for path in files[n_test : n_test + n_val]:
+            plan.validation.add(path, label)
+        train = files[n_test + n_val :]
+        for path in train[: cfg.train_per_class] if cfg.train_per_class else train:
+            plan.train.add(path, label)
+    for split_root, split in ((val_root, plan.validation), (test_root, plan.test)):
+        if split_root is not None:
+            files = _list_classes(split_root, class_names, require_all=False)
+            for label, name in enumerate(class_names):
+                for path in files[name]:
+                    split.add(path, label)
+    if not len(plan.validation):
+        raise DataError(
+            "the validation split is empty, but early stopping and checkpoints need it; "
+            "add a validation/ folder or set dataset.validation_split above 0"
+        )
+    return plan
+
+
+def _class_names(folder: Path, wanted: Optional[list[str]]) -> list[str]:
+    present = sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not present:
+        raise DataError(
+            f"no class subfolders in '{folder}': expected {folder}/<class name>/<image files>"
+        )
+    if wanted is not None:
+        missing = [c for c in wanted if c not in present]
+        if missing:
+            raise DataError(
+                f"dataset.classes names {missing} but '{folder}' has no such folders (it has {present[:10]})"
+            )
+        present = list(wanted)
+    if len(present) < 2:
+        raise DataError(
+            f"only one class ('{present[0]}') in '{folder}': a classifier needs at least two class folders"
+        )
+    return present
+
+
+def _list_classes(folder: Path, class_names: list[str], require_all: bool = True) -> dict[str, list[str]]:
+    found: dict[str, list[str]] = {}
+    for name in class_names:
+        class_dir = folder / name
+        files = sorted(
+            str(p) for p in class_dir.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+        ) if class_dir.is_dir() else []
+        if not files and require_all:
+            raise DataError(
+                f"class folder '{class_dir}' has no images ({', '.join(IMAGE_SUFFIXES)}): "
+                "add images or remove the folder (or leave it out of dataset.classes)"
+            )
+        found[name] = files
+    return found
+
+
+def _held_out(n: int, fraction: float) -> int:
+    """At least one image per class whenever a fraction is asked for, so every split sees every class."""
+    return 0 if fraction <= 0 else max(1, round(n * fraction))
+
+
+def check_images(plan: DatasetPlan, policy: BadFilePolicy, workers: int = 8) -> None:
+    """Decode every file once up front: tf.data would otherwise fail mid-epoch on the first corrupt one."""
+    all_paths = [p for split in (plan.train, plan.validation, plan.test) for p in split.paths]
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        problems = {p: err for p, err in zip(all_paths, pool.map(_decode_problem, all_paths)) if err}
+    if not problems:
+        return
+    first, reason = next(iter(problems.items()))
+    if policy is BadFilePolicy.fail:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise DataError(
+            f"cannot decode image '{first}'{more}: {reason}; delete or replace it, "
+            "or set dataset.on_bad_file=skip to leave unreadable files out"
+        )
+    log.warning("skipping %d unreadable image(s), e.g. %s (%s)", len(problems), first, reason)
+    for split in (plan.train, plan.validation, plan.test):
+        keep = [i for i, p in enumerate(split.paths) if p not in problems]
+        split.paths = [split.paths[i] for i in keep]
+        split.labels = [split.labels[i] for i in keep]
+    plan.skipped = sorted(problems)
+    missing = sorted(set(range(len(plan.class_names))) - set(plan.train.labels))
+    if missing:
+        names = [plan.class_names[i] for i in missing]
+        raise DataError(f"no readable training images left for class(es) {names}; add readable images")
+
+
+# Formats tf.io.decode_image reads, by PIL's name; CMYK JPEGs are outside what it decodes.
+TF_FORMATS = {"JPEG", "PNG", "BMP", "GIF"}
+
+
+def _decode_problem(path: str) -> Optional[str]:
+    """Why the file cannot be used, or None: PIL decodes it fully, and TensorFlow's decoder can read it."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            image.load()
+            if image.format not in TF_FORMATS:
+                return f"{image.format} content, which the input pipeline cannot decode; convert it to JPEG or PNG"
+            if image.format == "JPEG" and image.mode == "CMYK":
+                return "CMYK JPEG, which the input pipeline cannot decode; convert it to RGB"
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return None
+
+
+def build_pipelines(
+    plan: DatasetPlan,
+    cfg: DatasetConfig,
+    image_size: tuple[int, int],
+    augmentation: AugmentationConfig,
+    seed: int,
+) -> ImageData:
+    """tf.data pipelines: parallel decode and resize, optional cache, shuffle, batch, augment, prefetch."""
+    import tensorflow as tf
+
+    from transferlab.models import build_augmentation
+
+    augment = build_augmentation(augmentation, seed)
+
+    def pipeline(split: Split, training: bool) -> Optional[tf.data.Dataset]:
+        if not len(split):
+            return None
+        ds = tf.data.Dataset.from_tensor_slices((split.paths, split.labels))
+        ds = ds.map(lambda p, y: (_load_image(p, image_size), y), num_parallel_calls=tf.data.AUTOTUNE)
+        if cfg.cache:
+            ds = ds.cache()
+        if training:
+            ds = ds.shuffle(len(split), seed=seed, reshuffle_each_iteration=True)
+        ds = ds.batch(cfg.batch_size)
+        if training and augment is not None:
+            ds = ds.map(lambda x, y: (augment(x, training=True), y), num_parallel_calls=tf.data.AUTOTUNE)
+        return ds.prefetch(tf.data.AUTOTUNE)
+
+    return ImageData(
+        plan=plan,
+        train=pipeline(plan.train, training=True),
+        validation=pipeline(plan.validation, training=False),
+        test=pipeline(plan.test, training=False),
+    )
+
+
+def _load_image(path, image_size: tuple[int, int]):
+    import tensorflow as tf
+
+    image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
+    image = tf.image.resize(image, image_size)
+    image.set_shape((*image_size, 3))
+    return image

@@ -1,0 +1,21 @@
+"""Errors a user can fix. Each message says what is wrong and how to fix it, in one line."""
+
+
+class TransferlabError(Exception):
+    """Base of every error the command line prints as one line and exits non-zero on."""
+
+
+class ConfigError(TransferlabError):
+    """A config value is missing, of the wrong kind, or out of range."""
+
+
+class DataError(TransferlabError):
+    """The dataset is missing, empty, unreadable or inconsistent."""
+
+
+class ModelError(TransferlabError):
+    """The base model cannot be built or its weights cannot be loaded."""
+
+
+class TrainingError(TransferlabError):
+    """Training itself went wrong (for example the loss stopped being finite)."""

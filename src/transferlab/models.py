@@ -1,0 +1,203 @@
+"""Building the network: preprocessing, pretrained base, new head, and training-only augmentation.
+
+The model maps raw RGB pixels (0..255) to logits: `preprocess -> base -> head`. Preprocessing is a
+layer inside the model so a saved `.keras` file predicts from plain images. Augmentation runs in
+the `tf.data` pipeline instead (asynchronously on the CPU, as the Keras guide advises), so it is
+never part of the exported model.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import keras
+
+from transferlab.bases import BaseSpec, WeightsKind, get_base_spec, resolve_weights
+from transferlab.config import AugmentationConfig, BaseModelConfig, HeadConfig, Pooling
+from transferlab.errors import ModelError
+
+log = logging.getLogger(__name__)
+
+BASE_LAYER = "base"
+OUTPUT_LAYER = "head_output"
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """What the data tells the model: input size and number of classes."""
+
+    image_size: tuple[int, int]
+    num_classes: int
+
+    @property
+    def binary(self) -> bool:
+        return self.num_classes == 2
+
+    @property
+    def output_units(self) -> int:
+        # One logit for two classes, as in the Keras guide; one per class otherwise.
+        return 1 if self.binary else self.num_classes
+
+
+@keras.saving.register_keras_serializable(package="transferlab")
+class Preprocess(keras.layers.Layer):
+    """Applies the base model's own `preprocess_input`, looked up by registry name.
+
+    Storing the name rather than a function keeps saved models loadable with safe mode on.
+    """
+
+    def __init__(self, base_name: str, **kwargs):
+        super().__init__(**kwargs)
+        self.base_name = base_name
+        self._fn = get_base_spec(base_name).load("preprocess")
+
+    def call(self, inputs):
+        return self._fn(keras.ops.cast(inputs, self.compute_dtype))
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "base_name": self.base_name}
+
+
+def scale_to_unit(images):
+    """Preprocessing of the project's own bases: pixels to [0, 1]."""
+    return images / 255.0
+
+
+def digits_cnn(
+    include_top: bool = False,
+    weights: str | None = None,
+    input_shape: tuple[int, int, int] = (32, 32, 3),
+    name: str = "digits_cnn",
+) -> keras.Model:
+    """A 3-block CNN (conv 32/64/128, BatchNorm, max-pool), the base of the offline default."""
+    del include_top  # the base never has a classifier; the argument mirrors keras.applications
+    inputs = keras.Input(shape=input_shape)
+    x = inputs
+    for i, filters in enumerate((32, 64, 128), start=1):
+        x = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"block{i}_conv")(x)
+        x = keras.layers.BatchNormalization(momentum=0.9, name=f"block{i}_bn")(x)
+        x = keras.layers.Activation("relu", name=f"block{i}_relu")(x)
+        x = keras.layers.MaxPooling2D(name=f"block{i}_pool")(x)
+    model = keras.Model(inputs, x, name=name)
+    if weights is not None:
+        model.load_weights(weights)
+    return model
+
+
+def build_model(base_cfg: BaseModelConfig, head_cfg: HeadConfig, task: TaskSpec) -> keras.Model:
+    """The full classifier: raw pixels in, logits out; the base is the layer named `base`."""
+    spec = get_base_spec(base_cfg.name)
+    base = build_base(spec, base_cfg, task.image_size)
+    inputs = keras.Input(shape=(*task.image_size, 3), name="image")
+    x = Preprocess(spec.name, name="preprocess")(inputs)
+    # training=False keeps BatchNorm in inference mode while the base is frozen; phase 2 also sets
+    # BatchNorm layers non-trainable, because Keras 3.15 still passes training=True down then.
+    x = base(x, training=False)
+    outputs = build_head(x, head_cfg, task)
+    return keras.Model(inputs, outputs, name=f"transferlab_{spec.name}")
+
+
+def build_base(spec: BaseSpec, cfg: BaseModelConfig, image_size: tuple[int, int]) -> keras.Model:
+    source = resolve_weights(spec, cfg.weights)
+    if source.kind is WeightsKind.keras_model:
+        return _load_keras_base(source.value, cfg.unsafe_deserialization)
+    kwargs = {"alpha": cfg.alpha} if cfg.alpha is not None else {}
+    if kwargs and not spec.takes_alpha:
+        raise ModelError(f"base_model.alpha is set but {spec.name} has no width multiplier; remove it")
+    constructor = spec.load("constructor")
+    try:
+        base = constructor(
+            include_top=False,
+            weights=source.value if source.kind is WeightsKind.named else None,
+            input_shape=(*image_size, 3),
+            name=BASE_LAYER,
+            **kwargs,
+        )
+    except ValueError as exc:
+        raise ModelError(f"cannot build {spec.name}: {_one_line(exc)}") from exc
+    except Exception as exc:  # urllib and Keras' get_file raise a generic Exception offline
+        if source.kind is WeightsKind.named:
+            raise ModelError(
+                f"cannot fetch the {source.value} weights of {spec.name} ({_one_line(exc)}); download "
+                "them once online (Keras caches them in $KERAS_HOME/models, default ~/.keras/models) "
+                "or set base_model.weights to a local weights file"
+            ) from exc
+        raise
+    if source.kind is WeightsKind.file:
+        _load_weights_file(base, source.value, spec.name)
+    return base
+
+
+def _load_weights_file(base: keras.Model, path: str, name: str) -> None:
+    try:
+        base.load_weights(path)
+    except Exception as exc:  # h5py, Keras and the legacy loader each raise their own types
+        raise ModelError(
+            f"cannot load weights '{path}' into {name}: {_one_line(exc)}; the file must come from the "
+            "same architecture (same base_model.name and alpha) without its top"
+        ) from exc
+
+
+def _load_keras_base(path: str, unsafe: bool) -> keras.Model:
+    try:
+        loaded = keras.saving.load_model(path, compile=False, safe_mode=not unsafe)
+    except ValueError as exc:
+        if "safe_mode" in str(exc) or "Lambda" in str(exc):
+            raise ModelError(
+                f"'{path}' contains a Lambda layer, which runs code stored in the file; if you trust it, "
+                "set base_model.unsafe_deserialization=true"
+            ) from exc
+        raise ModelError(f"cannot load the base model '{path}': {_one_line(exc)}") from exc
+    except Exception as exc:
+        raise ModelError(f"cannot load the base model '{path}': {_one_line(exc)}") from exc
+    return keras.Model(loaded.input, loaded.output, name=BASE_LAYER)
+
+
+def build_head(features, cfg: HeadConfig, task: TaskSpec):
+    """Pool, optional hidden layers, dropout, then logits (kept float32 for mixed precision)."""
+    x = features
+    if len(x.shape) == 4:
+        pool = {
+            Pooling.avg: keras.layers.GlobalAveragePooling2D,
+            Pooling.max: keras.layers.GlobalMaxPooling2D,
+            Pooling.flatten: keras.layers.Flatten,
+        }[cfg.pooling]
+        x = pool(name="head_pool")(x)
+    for i, units in enumerate(cfg.hidden_units):
+        x = keras.layers.Dense(units, activation=cfg.activation, name=f"head_dense_{i}")(x)
+        if cfg.dropout > 0:
+            x = keras.layers.Dropout(cfg.dropout, name=f"head_dropout_{i}")(x)
+    if cfg.dropout > 0:
+        x = keras.layers.Dropout(cfg.dropout, name="head_dropout")(x)
+    return keras.layers.Dense(task.output_units, dtype="float32", name=OUTPUT_LAYER)(x)
+
+
+def build_augmentation(cfg: AugmentationConfig, seed: int) -> keras.Sequential | None:
+    """Keras preprocessing layers for training batches; None when every factor is off."""
+    layers = []
+    if cfg.flip:
+        layers.append(keras.layers.RandomFlip(cfg.flip, seed=seed))
+    if cfg.rotation:
+        layers.append(keras.layers.RandomRotation(cfg.rotation, seed=seed + 1))
+    if cfg.zoom:
+        layers.append(keras.layers.RandomZoom(cfg.zoom, seed=seed + 2))
+    if cfg.translation:
+        layers.append(keras.layers.RandomTranslation(cfg.translation, cfg.translation, seed=seed + 3))
+    if cfg.contrast:
+        layers.append(keras.layers.RandomContrast(cfg.contrast, seed=seed + 4))
+    return keras.Sequential(layers, name="augmentation") if layers else None
+
+
+def get_base(model: keras.Model) -> keras.Model:
+    return model.get_layer(BASE_LAYER)
+
+
+def load_trained_model(path: str) -> keras.Model:
+    """Load a model this project saved (its Preprocess layer is registered on import)."""
+    return keras.saving.load_model(path)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

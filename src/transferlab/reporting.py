@@ -1,0 +1,177 @@
+"""The run's results: test evaluation, history, summary, saved models."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Optional
+
+import numpy as np
+
+from transferlab.errors import ConfigError
+from transferlab.repro import environment_info
+
+if TYPE_CHECKING:
+    import keras
+
+    from transferlab.config import ExperimentConfig
+
+    from transferlab.data import ImageData
+    from transferlab.schedule import ScheduleResult
+
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RunSummary:
+    """What `train` returns and writes as summary.json."""
+
+    status: str
+    run_dir: str
+    metrics: dict[str, float]
+    phases: dict[str, dict]
+    epochs: int
+    class_names: list[str]
+    counts: dict[str, int]
+    seed: int
+    data_fingerprint: str
+    wall_time_s: float
+    environment: dict[str, object]
+    classification_report: Optional[dict] = None
+    confusion_matrix: Optional[list[list[int]]] = None
+    skipped_files: list[str] = field(default_factory=list)
+
+    def metric(self, name: str) -> float:
+        try:
+            return self.metrics[name]
+        except KeyError:
+            raise ConfigError(
+                f"optimized_metric '{name}' is not in the summary; use one of {', '.join(sorted(self.metrics))}"
+            ) from None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def evaluate_and_save(
+    model: "keras.Model",
+    data: "ImageData",
+    result: "ScheduleResult",
+    cfg: "ExperimentConfig",
+    run_dir: Path,
+    started: float,
+) -> RunSummary:
+    """Write history and final model, evaluate on the test split, and write summary.json."""
+    write_history(result.history, run_dir / "history.csv")
+    model.save(run_dir / "model.keras")
+    test_metrics, report, matrix = evaluate_test(model, data)
+    if report:
+        log.info("test split, per class:\n%s", format_report(report, data.class_names))
+    monitor, mode = cfg.schedule.monitor, cfg.schedule.mode.value
+    summary = RunSummary(
+        status="completed",
+        run_dir=str(run_dir),
+        metrics=run_metrics(result, test_metrics, monitor, mode),
+        phases=phase_summaries(result, monitor, mode),
+        epochs=len(result.history),
+        class_names=data.class_names,
+        counts=data.plan.counts(),
+        seed=cfg.trainer.seed,
+        data_fingerprint=data.plan.fingerprint(),
+        wall_time_s=time.perf_counter() - started,
+        environment=environment_info(),
+        classification_report=report,
+        confusion_matrix=matrix,
+        skipped_files=data.plan.skipped,
+    )
+    write_json(summary.to_dict(), run_dir / "summary.json")
+    return summary
+
+
+def format_report(report: dict, class_names: list[str]) -> str:
+    lines = [f"{'class':>12} {'precision':>9} {'recall':>7} {'f1':>6} {'support':>7}"]
+    for name in [*class_names, "macro avg"]:
+        row = report[name]
+        lines.append(f"{name:>12} {row['precision']:9.3f} {row['recall']:7.3f} {row['f1-score']:6.3f} {int(row['support']):7d}")
+    if "accuracy" in report:
+        lines.append(f"{'accuracy':>12} {report['accuracy']:9.3f}")
+    return "\n".join(lines)
+
+
+def evaluate_test(model: "keras.Model", data: "ImageData") -> tuple[dict[str, float], Optional[dict], Optional[list]]:
+    """Loss and accuracy on the held-out test split, with a per-class report from scikit-learn."""
+    if data.test is None:
+        return {}, None, None
+    from sklearn.metrics import classification_report, confusion_matrix
+
+    scores = model.evaluate(data.test, return_dict=True, verbose=0)
+    truths, predictions = [], []
+    for images, labels in data.test:
+        logits = np.asarray(model.predict_on_batch(images))
+        predictions.append((logits[:, 0] > 0).astype(int) if logits.shape[-1] == 1 else logits.argmax(-1))
+        truths.append(np.asarray(labels))
+    y_true, y_pred = np.concatenate(truths), np.concatenate(predictions)
+    labels = list(range(len(data.class_names)))
+    report = classification_report(
+        y_true, y_pred, labels=labels, target_names=data.class_names, output_dict=True, zero_division=0
+    )
+    matrix = confusion_matrix(y_true, y_pred, labels=labels).tolist()
+    return {f"test/{k}": float(v) for k, v in scores.items()}, report, matrix
+
+
+def phase_summaries(result: "ScheduleResult", monitor: str, mode: str) -> dict[str, dict]:
+    """Per phase: epochs, wall time, and the final and best validation metrics."""
+    summaries = {}
+    for phase in result.phases:
+        rows = [r for r in result.history if r["phase"] == phase.name]
+        best = _best_row(rows, monitor, mode)
+        summaries[phase.name] = {
+            **asdict(phase),
+            "final": _validation_metrics(rows[-1]) if rows else {},
+            "best_epoch": best["epoch"] if best else None,
+            "best": _validation_metrics(best) if best else {},
+        }
+    return summaries
+
+
+def run_metrics(result: "ScheduleResult", test: dict[str, float], monitor: str, mode: str) -> dict[str, float]:
+    """The flat metrics sweeps and comparisons read: best/..., final/..., test/..."""
+    metrics: dict[str, float] = {}
+    best = _best_row(result.history, monitor, mode)
+    if best:
+        metrics["best/epoch"] = float(best["epoch"])
+        metrics.update({f"best/{k}": v for k, v in _validation_metrics(best).items()})
+    if result.history:
+        metrics.update({f"final/{k}": v for k, v in _validation_metrics(result.history[-1]).items()})
+    metrics.update(test)
+    return metrics
+
+
+def _best_row(rows: list[dict], monitor: str, mode: str) -> Optional[dict]:
+    scored = [r for r in rows if monitor in r and math.isfinite(r[monitor])]
+    if not scored:
+        return None
+    maximize = mode == "max" or (mode == "auto" and ("acc" in monitor or monitor.startswith("fmeasure")))
+    return (max if maximize else min)(scored, key=lambda r: r[monitor])
+
+
+def _validation_metrics(row: dict) -> dict[str, float]:
+    return {k: v for k, v in row.items() if k.startswith("val_")}
+
+
+def write_history(rows: list[dict], path: Path) -> None:
+    import pandas as pd
+
+    pd.DataFrame(rows).to_csv(path, index=False)
+
+
+def write_json(data: dict, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=str))
+    os.replace(tmp, path)

@@ -1,0 +1,82 @@
+"""The recipe: config -> data -> model -> two phases -> evaluation -> outputs."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from transferlab.bases import check_image_size, get_base_spec, resolve_weights
+from transferlab.config import ExperimentConfig, flatten, to_experiment_config
+from transferlab.data import DatasetPlan, check_images, locate_dataset, plan_dataset
+from transferlab.errors import ConfigError
+from transferlab.reporting import RunSummary, write_json
+
+log = logging.getLogger(__name__)
+
+
+def train(cfg: ExperimentConfig | DictConfig) -> RunSummary:
+    """Run one two-phase transfer-learning experiment and return its summary."""
+    cfg = to_experiment_config(cfg)
+    image_size = check_model_config(cfg)
+    plan = plan_data(cfg)  # every data error surfaces here, before TensorFlow is imported
+    run_dir = prepare_run_dir(cfg)
+    try:
+        summary = _train_and_report(cfg, plan, image_size, run_dir)
+    except BaseException as exc:
+        status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+        write_json({"status": status, "error": f"{type(exc).__name__}: {exc}"}, run_dir / "summary.json")
+        raise
+    log.info("run finished in %s: %s", run_dir, {k: round(v, 4) for k, v in summary.metrics.items()})
+    return summary
+
+
+def check_model_config(cfg: ExperimentConfig) -> tuple[int, int]:
+    """Name, weights and input size of the base, checked without building anything."""
+    spec = get_base_spec(cfg.base_model.name)
+    resolve_weights(spec, cfg.base_model.weights)
+    image_size = tuple(cfg.dataset.image_size or (spec.default_size, spec.default_size))
+    check_image_size(spec, image_size)
+    return image_size
+
+
+def plan_data(cfg: ExperimentConfig) -> DatasetPlan:
+    root = locate_dataset(cfg.dataset, cfg.paths.data_dir)
+    plan = plan_dataset(cfg.dataset, root, cfg.trainer.seed)
+    check_images(plan, cfg.dataset.on_bad_file)
+    log.info("dataset %s: %s, classes %s", cfg.dataset.name, plan.counts(), plan.class_names)
+    return plan
+
+
+def prepare_run_dir(cfg: ExperimentConfig) -> Path:
+    if not cfg.paths.output_dir or cfg.paths.output_dir == "???":
+        raise ConfigError("paths.output_dir is not set; give the folder this run writes to")
+    run_dir = Path(cfg.paths.output_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.structured(cfg)))
+    return run_dir
+
+
+def _train_and_report(cfg: ExperimentConfig, plan: DatasetPlan, image_size, run_dir: Path) -> RunSummary:
+    # TensorFlow is imported here, after the config and the data have been checked.
+    from transferlab.data import build_pipelines
+    from transferlab.models import TaskSpec, build_model
+    from transferlab.reporting import evaluate_and_save
+    from transferlab.repro import seed_everything
+    from transferlab.schedule import check_unfreeze, run_schedule
+    from transferlab.tracking import open_trackers
+
+    started = time.perf_counter()
+    seed_everything(cfg.trainer.seed, cfg.trainer.deterministic)
+    data = build_pipelines(plan, cfg.dataset, image_size, cfg.augmentation, cfg.trainer.seed)
+    task = TaskSpec(image_size, len(plan.class_names))
+    model = build_model(cfg.base_model, cfg.head, task)
+    check_unfreeze(model, cfg.schedule)
+    with open_trackers(cfg.logger, run_dir) as trackers:
+        trackers.log_params(flatten(cfg))
+        result = run_schedule(model, data, cfg.schedule, cfg.optimizer, task, trackers, run_dir, cfg.trainer.verbose)
+        summary = evaluate_and_save(model, data, result, cfg, run_dir, started)
+        trackers.log_summary(summary.to_dict())
+    return summary

@@ -39,8 +39,8 @@ class BaseSpec:
 
 
 def _app(name: str, module: str, ctor: str, size: int, min_size: int = 32, alpha: bool = False) -> BaseSpec:
-    prefix = f"keras.applications.{module}"
-    return BaseSpec(name, f"{prefix}:{ctor}", f"{prefix}:preprocess_input", size, min_size, alpha)
+    preprocess = f"keras.applications.{module}:preprocess_input"
+    return BaseSpec(name, f"keras.applications:{ctor}", preprocess, size, min_size, alpha)
 
 
 _SPECS = [

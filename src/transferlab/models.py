@@ -107,11 +107,10 @@ def build_base(spec: BaseSpec, cfg: BaseModelConfig, image_size: tuple[int, int]
         raise ModelError(f"base_model.alpha is set but {spec.name} has no width multiplier; remove it")
     constructor = spec.load("constructor")
     try:
-        base = constructor(
+        built = constructor(
             include_top=False,
             weights=source.value if source.kind is WeightsKind.named else None,
             input_shape=(*image_size, 3),
-            name=BASE_LAYER,
             **kwargs,
         )
     except ValueError as exc:
@@ -124,6 +123,9 @@ def build_base(spec: BaseSpec, cfg: BaseModelConfig, image_size: tuple[int, int]
                 "or set base_model.weights to a local weights file"
             ) from exc
         raise
+    # Re-wrapped (same layers, same weights) to get a fixed name: some constructors misuse their
+    # `name` argument (EfficientNetV2 looks its block layout up by it).
+    base = keras.Model(built.input, built.output, name=BASE_LAYER)
     if source.kind is WeightsKind.file:
         _load_weights_file(base, source.value, spec.name)
     return base

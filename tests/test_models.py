@@ -1,0 +1,83 @@
+"""Bases from the registry, the head, augmentation and optimizers, built for real at small sizes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from conftest import write_class_images
+from transferlab.bases import BASES
+from transferlab.config import AugmentationConfig, BaseModelConfig, DatasetConfig, HeadConfig, OptimizerConfig, OptimizerName
+from transferlab.data import build_pipelines, plan_dataset
+from transferlab.errors import ModelError
+from transferlab.models import TaskSpec, build_model, get_base
+
+
+def _build(name: str, size: int, num_classes: int = 3, **base):
+    return build_model(BaseModelConfig(name=name, weights=None, **base), HeadConfig(), TaskSpec((size, size), num_classes))
+
+
+@pytest.mark.parametrize("name", ["mobilenet_v3_small", "efficientnet_b0", "resnet50_v2"])
+def test_keras_application_bases_build_with_their_preprocessing(name):
+    model = _build(name, 64)
+    assert get_base(model).trainable and model.get_layer("head_output").units == 3
+    logits = model.predict(np.random.default_rng(0).uniform(0, 255, (2, 64, 64, 3)), verbose=0)
+    assert logits.shape == (2, 3) and np.isfinite(logits).all()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(BASES))
+def test_every_registered_base_builds_at_its_minimum_size(name):
+    spec = BASES[name]
+    size = max(spec.min_size, 32) if not name.startswith("nasnet") else spec.default_size
+    model = _build(name, size)
+    assert model.predict(np.zeros((1, size, size, 3)), verbose=0).shape == (1, 3)
+
+
+def test_alpha_is_passed_through_and_refused_where_meaningless():
+    narrow, wide = _build("mobilenet_v2", 32, alpha=0.35), _build("mobilenet_v2", 32, alpha=1.0)
+    assert get_base(narrow).count_params() < get_base(wide).count_params() / 3
+    with pytest.raises(ModelError, match="resnet50 has no width multiplier"):
+        _build("resnet50", 32, alpha=0.5)
+
+
+def test_binary_task_has_one_logit_and_hidden_layers_are_added():
+    model = build_model(
+        BaseModelConfig(name="digits_cnn", weights=None),
+        HeadConfig(hidden_units=[16, 8], dropout=0.5),
+        TaskSpec((16, 16), 2),
+    )
+    assert model.get_layer("head_output").units == 1
+    assert [model.get_layer(f"head_dense_{i}").units for i in (0, 1)] == [16, 8]
+    assert model.get_layer("head_output").dtype_policy.compute_dtype == "float32"
+
+
+@pytest.mark.parametrize(
+    "name, cls, extra",
+    [(OptimizerName.adam, "Adam", {}), (OptimizerName.adamw, "AdamW", {"weight_decay": 0.01}), (OptimizerName.sgd, "SGD", {})],
+)
+def test_optimizers_get_the_phase_learning_rate(name, cls, extra):
+    from transferlab.schedule import make_optimizer
+
+    optimizer = make_optimizer(OptimizerConfig(name=name, **extra), 3e-4)
+    assert type(optimizer).__name__ == cls
+    assert float(optimizer.learning_rate) == pytest.approx(3e-4)
+    if name is OptimizerName.sgd:
+        assert float(optimizer.momentum) == pytest.approx(0.9)
+
+
+def test_augmentation_changes_training_batches_only(tmp_path):
+    root = write_class_images(tmp_path / "d", 6, size=16)
+    cfg = DatasetConfig(name="t", path=str(root), batch_size=4, validation_split=0.34, test_split=0.0, cache=False)
+    plan = plan_dataset(cfg, root, seed=0)
+    augmentation = AugmentationConfig(flip="horizontal_and_vertical", rotation=0.2)
+    plain = build_pipelines(plan, cfg, (16, 16), AugmentationConfig(), seed=0)
+    augmented = build_pipelines(plan, cfg, (16, 16), augmentation, seed=0)
+
+    def first_epoch(ds):
+        return np.concatenate([x.numpy() for x, _ in ds])
+
+    assert np.array_equal(first_epoch(plain.validation), first_epoch(augmented.validation))
+    plain_train, augmented_train = first_epoch(plain.train), first_epoch(augmented.train)
+    assert plain_train.shape == augmented_train.shape == (8, 16, 16, 3)
+    assert not np.allclose(np.sort(plain_train, axis=None), np.sort(augmented_train, axis=None))

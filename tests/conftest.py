@@ -12,14 +12,11 @@ import pytest
 from hydra import compose, initialize_config_dir
 from PIL import Image
 
-from transferlab.config import register_configs
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF_DIR = ROOT / "conf"
 TRAIN_SCRIPT = ROOT / "scripts" / "train.py"
 SHARED_DATA = ROOT.parent / "shared" / "data"
-
-register_configs()
 
 
 def write_class_images(folder: Path, n_per_class: int, classes=("cat", "dog"), size=16, seed=0, suffix=".png"):

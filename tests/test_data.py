@@ -50,7 +50,7 @@ def test_classes_and_train_per_class_select_a_few_shot_subset(tmp_path):
     plan = plan_dataset(dataset(root, classes=["c", "a"], train_per_class=2), root, seed=0)
     assert plan.class_names == ["c", "a"]
     assert len(plan.train) == 4 and all("/b/" not in p for p in plan.train.paths)
-    assert all(("/c/" in p) == (label == 0) for p, label in zip(plan.train.paths, plan.train.labels))
+    assert all(("/c/" in p) == (label == 0) for p, label in zip(plan.train.paths, plan.train.labels, strict=True))
 
 
 @pytest.mark.parametrize(

@@ -21,6 +21,10 @@ if TYPE_CHECKING:
     from transferlab.reporting import RunSummary
 
 __version__ = "0.1.0"
+
+# Hydra's `conf/config.yaml` starts from this schema; registering on import lets both the CLI and
+# notebooks (hydra.compose) find it.
+register_configs()
 __all__ = [
     "ConfigError", "DataError", "ExperimentConfig", "ModelError", "TrainingError",
     "TransferlabError", "register_configs", "train",

@@ -24,7 +24,7 @@ def write_sklearn_digits(target: Path) -> None:
     digits = load_digits()
     staging = target.with_name(f".{target.name}.writing")
     shutil.rmtree(staging, ignore_errors=True)
-    for index, (pixels, label) in enumerate(zip(digits.images, digits.target)):
+    for index, (pixels, label) in enumerate(zip(digits.images, digits.target, strict=True)):
         grey = np.clip(pixels * (255.0 / 16.0), 0, 255).astype(np.uint8)
         image = Image.fromarray(grey).resize((DIGITS_SIZE, DIGITS_SIZE), Image.BILINEAR)
         folder = staging / str(label)

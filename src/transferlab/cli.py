@@ -14,12 +14,10 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
-from transferlab.config import register_configs, unknown_key_message
+from transferlab.config import unknown_key_message
 from transferlab.errors import TransferlabError
 
 log = logging.getLogger("transferlab")
-
-register_configs()
 
 
 def run_from_hydra(cfg: DictConfig) -> float:

@@ -60,7 +60,7 @@ class DatasetPlan:
         """Hash of every file's split, label, relative path and size: same data, same hash."""
         digest = hashlib.sha256()
         for name, split in (("train", self.train), ("validation", self.validation), ("test", self.test)):
-            for path, label in zip(split.paths, split.labels):
+            for path, label in zip(split.paths, split.labels, strict=True):
                 rel = Path(path).relative_to(self.root).as_posix()
                 digest.update(f"{name}\t{label}\t{rel}\t{Path(path).stat().st_size}\n".encode())
         return digest.hexdigest()[:16]
@@ -185,7 +185,7 @@ def check_images(plan: DatasetPlan, policy: BadFilePolicy, workers: int = 8) -> 
     """Decode every file once up front: tf.data would otherwise fail mid-epoch on the first corrupt one."""
     all_paths = [p for split in (plan.train, plan.validation, plan.test) for p in split.paths]
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        problems = {p: err for p, err in zip(all_paths, pool.map(_decode_problem, all_paths)) if err}
+        problems = {p: err for p, err in zip(all_paths, pool.map(_decode_problem, all_paths), strict=True) if err}
     if not problems:
         return
     first, reason = next(iter(problems.items()))

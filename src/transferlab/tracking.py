@@ -32,9 +32,6 @@ class Trackers:
     def __init__(self, trackers: list[Tracker]):
         self._trackers = list(trackers)
 
-    def __len__(self) -> int:
-        return len(self._trackers)
-
     def log_params(self, params: dict[str, object]) -> None:
         self._each("log_params", params)
 

@@ -78,6 +78,22 @@ def test_augmentation_changes_training_batches_only(tmp_path):
         return np.concatenate([x.numpy() for x, _ in ds])
 
     assert np.array_equal(first_epoch(plain.validation), first_epoch(augmented.validation))
-    plain_train, augmented_train = first_epoch(plain.train), first_epoch(augmented.train)
+    assert plain.steps_per_epoch == 2
+    plain_train, augmented_train = (first_epoch(d.train_from(0).take(2)) for d in (plain, augmented))
     assert plain_train.shape == augmented_train.shape == (8, 16, 16, 3)
     assert not np.allclose(np.sort(plain_train, axis=None), np.sort(augmented_train, axis=None))
+
+
+def test_training_order_depends_only_on_seed_and_epoch(tmp_path):
+    root = write_class_images(tmp_path / "d", 6, size=8)
+    cfg = DatasetConfig(name="t", path=str(root), batch_size=3, validation_split=0.2, test_split=0.0)
+    data = build_pipelines(plan_dataset(cfg, root, seed=0), cfg, (8, 8), AugmentationConfig(), seed=5)
+    steps = data.steps_per_epoch
+
+    def epochs(ds, n):
+        batches = [y.numpy().tolist() + [float(x.numpy().sum())] for x, y in ds.take(n * steps)]
+        return [batches[i * steps : (i + 1) * steps] for i in range(n)]
+
+    from_start = epochs(data.train_from(0), 4)
+    assert from_start[2] == epochs(data.train_from(2), 1)[0]
+    assert from_start[0] != from_start[1]

@@ -48,7 +48,7 @@ def two_phase_run(image_folder, base_weights, tmp_path_factory):
 
 def test_run_writes_every_output(two_phase_run):
     out, summary = two_phase_run
-    for name in ("config.yaml", "model.keras", "best.keras", "history.csv", "summary.json", "schedule_state.json"):
+    for name in ("config.yaml", "model.keras", "best.keras", "history.csv", "summary.json", "checkpoints/latest"):
         assert (out / name).is_file(), name
     written = json.loads((out / "summary.json").read_text())
     assert written["status"] == "completed" == summary.status
@@ -70,8 +70,11 @@ def test_history_is_one_continuous_run_with_a_phase_column(two_phase_run):
     assert list(history["lr"]) == [1e-2, 1e-2, 1e-3, 1e-3]
     assert {"loss", "accuracy", "val_loss", "val_accuracy"} <= set(history.columns)
     assert summary.phases["fine_tune"]["first_epoch"] == 3
-    state = json.loads((out / "schedule_state.json").read_text())
-    assert state == {"phase": "fine_tune", "epoch": 4, "finished_phases": ["head", "fine_tune"]}
+    latest = out / "checkpoints" / (out / "checkpoints" / "latest").read_text()
+    state = json.loads((latest / "state.json").read_text())
+    assert (state["phase"], state["epoch"], state["finished_phases"]) == ("fine_tune", 4, ["head", "fine_tune"])
+    assert len(state["history"]) == 4 and [p["name"] for p in state["phase_results"]] == ["head", "fine_tune"]
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["epoch-0004", "latest"]
 
 
 def test_tensorboard_has_both_phases_on_one_step_axis(two_phase_run):

@@ -31,6 +31,8 @@ def run_from_hydra(cfg: DictConfig) -> float:
             raise  # Hydra records the job as failed and the sweep goes on
         log.error("%s", exc)
         fail(str(exc))
+    except KeyboardInterrupt as exc:
+        fail(f"interrupted ({exc or 'Ctrl-C'}); completed epochs are checkpointed: add resume=true to continue", 130)
     return summary.metric(cfg.optimized_metric)
 
 
@@ -48,9 +50,9 @@ def main_with_clear_errors(hydra_main: Callable[[], object]) -> None:
         fail(str(exc))
 
 
-def fail(message: str) -> None:
+def fail(message: str, code: int = 2) -> None:
     print(f"error: {message}", file=sys.stderr)
-    sys.exit(2)
+    sys.exit(code)
 
 
 def describe_config_error(exc: BaseException) -> str:

@@ -173,6 +173,8 @@ class ExperimentConfig:
     tags: list[str] = field(default_factory=list)
     # Summary metric returned to sweepers, e.g. "best/val_loss" or "test/accuracy".
     optimized_metric: str = "best/val_loss"
+    # Continue an interrupted run: true (the newest unfinished run of this name) or its run directory.
+    resume: Optional[str] = None
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
     base_model: BaseModelConfig = field(default_factory=BaseModelConfig)
     head: HeadConfig = field(default_factory=HeadConfig)

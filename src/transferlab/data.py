@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import random
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
 from transferlab.builtin_datasets import write_builtin_dataset
 from transferlab.config import AugmentationConfig, BadFilePolicy, DatasetConfig
@@ -71,13 +72,24 @@ class ImageData:
     """The tf.data splits ready for `fit`, plus what the model and the report need to know."""
 
     plan: DatasetPlan
-    train: "tf.data.Dataset"
+    train_epoch: Callable[["tf.Tensor"], "tf.data.Dataset"]  # epoch number -> that epoch's batches
+    steps_per_epoch: int
     validation: Optional["tf.data.Dataset"]
     test: Optional["tf.data.Dataset"]
 
     @property
     def class_names(self) -> list[str]:
         return self.plan.class_names
+
+    def train_from(self, epoch: int) -> "tf.data.Dataset":
+        """Endless training batches from `epoch` on, for `fit(steps_per_epoch=...)`.
+
+        Each epoch is shuffled with a seed made of the run's seed and the epoch number, so the
+        order depends on nothing else: a resumed run sees exactly the batches the killed one would.
+        """
+        import tensorflow as tf
+
+        return tf.data.Dataset.range(epoch, 1 << 62).flat_map(self.train_epoch).prefetch(tf.data.AUTOTUNE)
 
 
 def locate_dataset(cfg: DatasetConfig, data_dir: str) -> Path:
@@ -241,25 +253,28 @@ def build_pipelines(
 
     augment = build_augmentation(augmentation, seed)
 
-    def pipeline(split: Split, training: bool) -> Optional[tf.data.Dataset]:
-        if not len(split):
-            return None
+    def decoded(split: Split) -> tf.data.Dataset:
         ds = tf.data.Dataset.from_tensor_slices((split.paths, split.labels))
         ds = ds.map(lambda p, y: (_load_image(p, image_size), y), num_parallel_calls=tf.data.AUTOTUNE)
-        if cfg.cache:
-            ds = ds.cache()
-        if training:
-            ds = ds.shuffle(len(split), seed=seed, reshuffle_each_iteration=True)
-        ds = ds.batch(cfg.batch_size)
-        if training and augment is not None:
+        return ds.cache() if cfg.cache else ds
+
+    def evaluation(split: Split) -> Optional[tf.data.Dataset]:
+        return decoded(split).batch(cfg.batch_size).prefetch(tf.data.AUTOTUNE) if len(split) else None
+
+    train = decoded(plan.train)
+
+    def train_epoch(epoch: tf.Tensor) -> tf.data.Dataset:
+        ds = train.shuffle(len(plan.train), seed=seed * 1_000_003 + epoch).batch(cfg.batch_size)
+        if augment is not None:
             ds = ds.map(lambda x, y: (augment(x, training=True), y), num_parallel_calls=tf.data.AUTOTUNE)
-        return ds.prefetch(tf.data.AUTOTUNE)
+        return ds
 
     return ImageData(
         plan=plan,
-        train=pipeline(plan.train, training=True),
-        validation=pipeline(plan.validation, training=False),
-        test=pipeline(plan.test, training=False),
+        train_epoch=train_epoch,
+        steps_per_epoch=math.ceil(len(plan.train) / cfg.batch_size),
+        validation=evaluation(plan.validation),
+        test=evaluation(plan.test),
     )
 
 

@@ -168,7 +168,9 @@ def _validation_metrics(row: dict) -> dict[str, float]:
 def write_history(rows: list[dict], path: Path) -> None:
     import pandas as pd
 
-    pd.DataFrame(rows).to_csv(path, index=False)
+    tmp = path.with_name(path.name + ".tmp")
+    pd.DataFrame(rows).to_csv(tmp, index=False)
+    os.replace(tmp, path)
 
 
 def write_json(data: dict, path: Path) -> None:

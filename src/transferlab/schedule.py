@@ -9,26 +9,26 @@ Rules the Keras transfer-learning guide teaches, each enforced here:
   compile time;
 - epochs continue across phases (`initial_epoch`), so the history is one run with a phase column.
 
-The schedule's position (`ScheduleState`) is written after every epoch, so a later resume knows
-which phase and epoch a killed run reached.
+After every epoch the model, its optimizer state and the schedule's position are checkpointed
+(`transferlab.checkpoints`), so a killed run resumes in the right phase at the next epoch.
 """
 
 from __future__ import annotations
 
-import json
 import math
-import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterator, Optional
 
 import keras
 
 from transferlab.config import FineTuneConfig, OptimizerConfig, OptimizerName, PhaseConfig, ScheduleConfig
+from transferlab.checkpoints import Checkpoint, ScheduleState, save_checkpoint
 from transferlab.data import ImageData
 from transferlab.errors import ConfigError, TrainingError
 from transferlab.models import TaskSpec, get_base
+from transferlab.reporting import write_history
 from transferlab.tracking import Trackers
 
 HEAD = "head"
@@ -42,20 +42,6 @@ class Phase:
     lr: float
     patience: Optional[int]
     unfreeze: Optional[str] = None  # None: base frozen
-
-
-@dataclass
-class ScheduleState:
-    """Where the schedule stands: phase, epochs completed over the whole run, and phases finished."""
-
-    phase: str = HEAD
-    epoch: int = 0
-    finished_phases: list[str] = field(default_factory=list)
-
-    def save(self, path: Path) -> None:
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(asdict(self), indent=2))
-        os.replace(tmp, path)  # atomic: a crash mid-write leaves the previous state intact
 
 
 @dataclass
@@ -161,14 +147,12 @@ def compile_model(model: keras.Model, optimizer: OptimizerConfig, lr: float, tas
 
 
 class EpochRecorder(keras.callbacks.Callback):
-    """Appends each epoch to the history, forwards it to the trackers, and saves the schedule state."""
+    """Appends each epoch to the history (in the schedule state) and forwards it to the trackers."""
 
-    def __init__(self, trackers: Trackers, state: ScheduleState, run_dir: Path):
+    def __init__(self, trackers: Trackers, state: ScheduleState):
         super().__init__()
         self.trackers = trackers
         self.state = state
-        self.state_path = run_dir / "schedule_state.json"
-        self.rows: list[dict] = []
         self.phase: Optional[Phase] = None
         self._epoch_start = 0.0
 
@@ -179,10 +163,46 @@ class EpochRecorder(keras.callbacks.Callback):
         metrics = {k: float(v) for k, v in (logs or {}).items()}
         row = {"epoch": epoch + 1, "phase": self.phase.name, "lr": self.phase.lr, **metrics}
         row["epoch_time_s"] = time.perf_counter() - self._epoch_start
-        self.rows.append(row)
-        self.trackers.log_epoch(epoch + 1, self.phase.name, {**metrics, "lr": self.phase.lr})
+        self.state.history.append(row)
         self.state.epoch = epoch + 1
-        self.state.save(self.state_path)
+        self.trackers.log_epoch(epoch + 1, self.phase.name, {**metrics, "lr": self.phase.lr})
+
+
+class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
+    """EarlyStopping whose counters and best weights survive a restart of the process."""
+
+    def __init__(self, *args, saved: Optional[dict] = None, saved_weights: Optional[list] = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._saved, self._saved_weights = saved or {}, saved_weights
+
+    def on_train_begin(self, logs=None) -> None:
+        super().on_train_begin(logs)
+        if self._saved:
+            for key in ("wait", "best", "best_epoch", "stopped_epoch"):
+                setattr(self, key, self._saved[key])
+            self.best_weights = self._saved_weights
+
+    def state(self) -> dict:
+        best = None if self.best is None else float(self.best)
+        return {"wait": self.wait, "best": best, "best_epoch": self.best_epoch, "stopped_epoch": self.stopped_epoch}
+
+
+class EpochCheckpointer(keras.callbacks.Callback):
+    """Saves the resumable checkpoint after each epoch; runs after every other callback of the epoch."""
+
+    def __init__(self, root: Path, state: ScheduleState, best: keras.callbacks.ModelCheckpoint):
+        super().__init__()
+        self.root, self.state, self.best = root, state, best
+        self.early_stop: Optional[ResumableEarlyStopping] = None
+
+    def on_epoch_end(self, epoch: int, logs=None) -> None:
+        self.state.best_value = None if self.best.best is None else float(self.best.best)
+        weights = None
+        if self.early_stop is not None:
+            self.state.early_stopping = self.early_stop.state()
+            weights = self.early_stop.best_weights
+        write_history(self.state.history, self.root.parent / "history.csv")
+        save_checkpoint(self.root, self.model, self.state, weights)
 
 
 def run_schedule(
@@ -194,53 +214,70 @@ def run_schedule(
     trackers: Trackers,
     run_dir: Path,
     verbose: int = 2,
+    resume_from: Optional[Checkpoint] = None,
 ) -> ScheduleResult:
-    """Run each planned phase with its own trainable set, compile, and callbacks; return the history."""
-    state = ScheduleState()
-    recorder = EpochRecorder(trackers, state, run_dir)
-    # One checkpoint callback for both phases, so best.keras is the best epoch of the whole run.
+    """Run each planned phase with its own trainable set, compile, and callbacks; return the history.
+
+    With `resume_from`, `model` is the checkpoint's model (compiled, with its optimizer state), the
+    finished phases are skipped, and the interrupted phase continues at the next epoch.
+    """
+    state = resume_from.state if resume_from else ScheduleState()
+    if resume_from:
+        resume_from.restore_rng(model)
+    recorder = EpochRecorder(trackers, state)
+    # One best-model callback for both phases, so best.keras is the best epoch of the whole run.
     best_checkpoint = keras.callbacks.ModelCheckpoint(
-        run_dir / "best.keras", monitor=cfg.monitor, mode=cfg.mode.value, save_best_only=True
+        run_dir / "best.keras", monitor=cfg.monitor, mode=cfg.mode.value, save_best_only=True,
+        initial_value_threshold=state.best_value,
     )
-    results = []
+    checkpointer = EpochCheckpointer(run_dir / "checkpoints", state, best_checkpoint)
     for phase in plan_phases(cfg):
-        state.phase = phase.name
+        if phase.name in state.finished_phases:
+            continue
+        resuming = state.mid_phase and state.phase == phase.name
+        if not resuming:
+            state.start_phase(phase.name)
+            set_trainable_for_phase(model, phase)
+            compile_model(model, optimizer, phase.lr, task)
         recorder.phase = phase
-        set_trainable_for_phase(model, phase)
-        compile_model(model, optimizer, phase.lr, task)
-        callbacks = [recorder, best_checkpoint, keras.callbacks.TerminateOnNaN()]
         early_stop = None
         if phase.patience is not None:
-            early_stop = keras.callbacks.EarlyStopping(
-                monitor=cfg.monitor, mode=cfg.mode.value, patience=phase.patience, restore_best_weights=True
+            early_stop = ResumableEarlyStopping(
+                monitor=cfg.monitor, mode=cfg.mode.value, patience=phase.patience, restore_best_weights=True,
+                saved=state.early_stopping if resuming else None,
+                saved_weights=resume_from.early_stopping_weights() if resuming else None,
             )
-            callbacks.append(early_stop)
-        first_epoch = state.epoch
-        start = time.perf_counter()
+        checkpointer.early_stop = early_stop
+        stopped = bool(state.early_stopping.get("stopped_epoch"))
         model.fit(
-            data.train,
+            data.train_from(state.epoch),
+            steps_per_epoch=data.steps_per_epoch,
             validation_data=data.validation,
-            initial_epoch=first_epoch,
-            epochs=first_epoch + phase.epochs,
-            callbacks=callbacks,
+            initial_epoch=state.epoch,
+            # An early stop decided just before a crash is kept: fit then only restores the best weights.
+            epochs=state.epoch if stopped else state.phase_first_epoch + phase.epochs,
+            callbacks=[recorder, best_checkpoint, keras.callbacks.TerminateOnNaN(), *filter(None, [early_stop]), checkpointer],
             verbose=verbose,
             shuffle=False,  # the tf.data pipeline shuffles; Keras would only warn
         )
-        _raise_if_diverged(recorder.rows, phase)
+        _raise_if_diverged(state.history, phase)
         state.finished_phases.append(phase.name)
-        state.save(recorder.state_path)
-        results.append(
-            PhaseResult(
-                name=phase.name,
-                first_epoch=first_epoch + 1,
-                epochs_run=state.epoch - first_epoch,
-                lr=phase.lr,
-                wall_time_s=time.perf_counter() - start,
-                stopped_early=bool(early_stop and early_stop.stopped_epoch > 0),
-                trainable_params=sum(int(math.prod(w.shape)) for w in model.trainable_weights),
-            )
-        )
-    return ScheduleResult(results, recorder.rows)
+        state.phase_results.append(asdict(_phase_result(phase, state, model)))
+        save_checkpoint(run_dir / "checkpoints", model, state)
+    return ScheduleResult([PhaseResult(**r) for r in state.phase_results], state.history)
+
+
+def _phase_result(phase: Phase, state: ScheduleState, model: keras.Model) -> PhaseResult:
+    rows = [r for r in state.history if r["phase"] == phase.name]
+    return PhaseResult(
+        name=phase.name,
+        first_epoch=state.phase_first_epoch + 1,
+        epochs_run=len(rows),
+        lr=phase.lr,
+        wall_time_s=sum(r["epoch_time_s"] for r in rows),
+        stopped_early=bool(state.early_stopping.get("stopped_epoch")),
+        trainable_params=sum(int(math.prod(w.shape)) for w in model.trainable_weights),
+    )
 
 
 def _raise_if_diverged(rows: list[dict], phase: Phase) -> None:

@@ -6,13 +6,13 @@ import logging
 import time
 from pathlib import Path
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from transferlab.bases import check_image_size, get_base_spec, resolve_weights
 from transferlab.config import ExperimentConfig, flatten, to_experiment_config
 from transferlab.data import DatasetPlan, check_images, locate_dataset, plan_dataset
-from transferlab.errors import ConfigError
 from transferlab.reporting import RunSummary, write_json
+from transferlab.runs import prepare_run_dir, stop_on_signals
 
 log = logging.getLogger(__name__)
 
@@ -24,10 +24,18 @@ def train(cfg: ExperimentConfig | DictConfig) -> RunSummary:
     plan = plan_data(cfg)  # every data error surfaces here, before TensorFlow is imported
     run_dir = prepare_run_dir(cfg)
     try:
-        summary = _train_and_report(cfg, plan, image_size, run_dir)
+        with stop_on_signals():
+            summary = _train_and_report(cfg, plan, image_size, run_dir)
     except BaseException as exc:
-        status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
-        write_json({"status": status, "error": f"{type(exc).__name__}: {exc}"}, run_dir / "summary.json")
+        interrupted = isinstance(exc, KeyboardInterrupt)
+        write_json(
+            {
+                "status": "interrupted" if interrupted else "failed",
+                "error": f"{type(exc).__name__}: {exc}",
+                "resume_with": f"resume={run_dir}" if interrupted else None,
+            },
+            run_dir / "summary.json",
+        )
         raise
     log.info("run finished in %s: %s", run_dir, {k: round(v, 4) for k, v in summary.metrics.items()})
     return summary
@@ -50,17 +58,9 @@ def plan_data(cfg: ExperimentConfig) -> DatasetPlan:
     return plan
 
 
-def prepare_run_dir(cfg: ExperimentConfig) -> Path:
-    if not cfg.paths.output_dir or cfg.paths.output_dir == "???":
-        raise ConfigError("paths.output_dir is not set; give the folder this run writes to")
-    run_dir = Path(cfg.paths.output_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.structured(cfg)))
-    return run_dir
-
-
 def _train_and_report(cfg: ExperimentConfig, plan: DatasetPlan, image_size, run_dir: Path) -> RunSummary:
     # TensorFlow is imported here, after the config and the data have been checked.
+    from transferlab.checkpoints import load_checkpoint
     from transferlab.data import build_pipelines
     from transferlab.models import TaskSpec, build_model
     from transferlab.reporting import evaluate_and_save
@@ -72,11 +72,14 @@ def _train_and_report(cfg: ExperimentConfig, plan: DatasetPlan, image_size, run_
     seed_everything(cfg.trainer.seed, cfg.trainer.deterministic)
     data = build_pipelines(plan, cfg.dataset, image_size, cfg.augmentation, cfg.trainer.seed)
     task = TaskSpec(image_size, len(plan.class_names))
-    model = build_model(cfg.base_model, cfg.head, task)
+    checkpoint = load_checkpoint(run_dir / "checkpoints") if cfg.resume else None
+    model = checkpoint.load_model() if checkpoint else build_model(cfg.base_model, cfg.head, task)
     check_unfreeze(model, cfg.schedule)
     with open_trackers(cfg.logger, run_dir) as trackers:
         trackers.log_params(flatten(cfg))
-        result = run_schedule(model, data, cfg.schedule, cfg.optimizer, task, trackers, run_dir, cfg.trainer.verbose)
+        result = run_schedule(
+            model, data, cfg.schedule, cfg.optimizer, task, trackers, run_dir, cfg.trainer.verbose, checkpoint
+        )
         summary = evaluate_and_save(model, data, result, cfg, run_dir, started)
         trackers.log_summary(summary.to_dict())
     return summary

@@ -1,0 +1,101 @@
+"""Run directories: creating one, finding the one a `resume` continues, and refusing a mismatch."""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import threading
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+from omegaconf import OmegaConf
+
+from transferlab.config import ExperimentConfig, flatten
+from transferlab.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+# Keys that may differ between a run and its resumption.
+RESUME_FREE_KEYS = ("paths.output_dir", "resume", "trainer.verbose")
+
+
+def prepare_run_dir(cfg: ExperimentConfig) -> Path:
+    """The folder this run writes to: a new one, or the interrupted run that `resume` names."""
+    if not cfg.paths.output_dir or cfg.paths.output_dir == "???":
+        raise ConfigError("paths.output_dir is not set; give the folder this run writes to")
+    if cfg.resume:
+        run_dir = find_resumable_run(cfg)
+        check_same_experiment(run_dir, cfg)
+        log.info("resuming the run in %s", run_dir)
+        return run_dir
+    run_dir = Path(cfg.paths.output_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.structured(cfg)))
+    return run_dir
+
+
+def find_resumable_run(cfg: ExperimentConfig) -> Path:
+    """`resume=<run dir>`, or for `resume=true` the newest unfinished sibling of this run's folder."""
+    if cfg.resume.lower() not in ("true", "latest"):
+        run_dir = Path(cfg.resume).expanduser()
+        if not (run_dir / "config.yaml").is_file():
+            raise ConfigError(f"resume='{cfg.resume}' is not a run directory (it has no config.yaml)")
+        if _status(run_dir) == "completed":
+            raise ConfigError(f"the run in '{run_dir}' has completed; there is nothing to resume")
+        return run_dir
+    here = Path(cfg.paths.output_dir).resolve()
+    candidates = [
+        d for d in here.parent.iterdir()
+        if d.resolve() != here and (d / "config.yaml").is_file() and _status(d) != "completed"
+    ] if here.parent.is_dir() else []
+    if not candidates:
+        raise ConfigError(
+            f"resume=true found no unfinished run under '{here.parent}'; give the run directory: resume=<path>"
+        )
+    return max(candidates, key=lambda d: (d / "config.yaml").stat().st_mtime)
+
+
+def check_same_experiment(run_dir: Path, cfg: ExperimentConfig) -> None:
+    """A resumed run must continue the same experiment, or its history would mix two."""
+    saved = flatten_yaml(run_dir / "config.yaml")
+    current = {k: v for k, v in flatten(cfg).items() if k not in RESUME_FREE_KEYS}
+    saved = {k: v for k, v in saved.items() if k not in RESUME_FREE_KEYS}
+    changed = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
+    if changed:
+        key = changed[0]
+        raise ConfigError(
+            f"cannot resume '{run_dir}' with a different config ({key}: {saved.get(key)!r} there, "
+            f"{current.get(key)!r} now{f', and {len(changed) - 1} more' if len(changed) > 1 else ''}); "
+            "resume with the run's own overrides"
+        )
+
+
+def flatten_yaml(path: Path) -> dict[str, object]:
+    saved = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(ExperimentConfig), OmegaConf.load(path)))
+    return flatten(saved)
+
+
+def _status(run_dir: Path) -> str:
+    try:
+        return json.loads((run_dir / "summary.json").read_text()).get("status", "")
+    except (OSError, ValueError):
+        return ""
+
+
+@contextmanager
+def stop_on_signals() -> Iterator[None]:
+    """SIGTERM (a scheduler's preemption) ends the run like Ctrl-C: the last epoch's checkpoint stays."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt(f"received {signal.Signals(signum).name}")
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -1,0 +1,134 @@
+"""A killed run resumes where it was and ends exactly like an uninterrupted one."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import TRAIN_SCRIPT, run_train_script, tiny_overrides, write_class_images
+from transferlab.checkpoints import ScheduleState, load_checkpoint, save_checkpoint
+
+METRICS = ["loss", "accuracy", "val_loss", "val_accuracy"]
+
+
+@pytest.fixture(scope="module")
+def slow_folder(tmp_path_factory) -> Path:
+    """Enough images (decoded every epoch) that an epoch lasts long enough to be killed inside."""
+    return write_class_images(tmp_path_factory.mktemp("resume") / "pets", 40, size=32)
+
+
+def overrides(data: Path, weights: Path, *extra: str) -> list[str]:
+    return [
+        *(o for o in tiny_overrides(data, Path("unused"), weights) if not o.startswith("paths.")),
+        "dataset.image_size=[32,32]",
+        "dataset.cache=false",
+        "schedule.head.epochs=2",
+        "schedule.fine_tune.epochs=4",
+        "schedule.fine_tune.patience=3",
+        "trainer.deterministic=true",
+        "logger=none",
+        *extra,
+    ]
+
+
+def cli(args: list[str], run_dir: Path, cwd: Path) -> subprocess.Popen:
+    env = {**os.environ, "TRANSFERLAB_DATA_DIR": str(cwd / "data")}
+    return subprocess.Popen(
+        [sys.executable, str(TRAIN_SCRIPT), *args, f"paths.output_dir={run_dir}", f"hydra.run.dir={run_dir}"],
+        cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+
+
+def wait_for_checkpoint(run_dir: Path, epoch: int, process: subprocess.Popen, timeout: float = 300) -> None:
+    pointer = run_dir / "checkpoints" / "latest"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pointer.is_file() and pointer.read_text() >= f"epoch-{epoch:04d}":
+            return
+        assert process.poll() is None, process.communicate()[1][-3000:]
+        time.sleep(0.005)
+    raise AssertionError(f"no checkpoint of epoch {epoch} within {timeout}s")
+
+
+def test_run_killed_in_phase_two_resumes_to_the_same_history(slow_folder, base_weights, tmp_path):
+    args = overrides(slow_folder, base_weights)
+    reference = cli(args, tmp_path / "reference" / "run", tmp_path)
+    assert reference.wait(timeout=600) == 0, reference.stderr.read()[-3000:]
+
+    killed_dir = tmp_path / "runs" / "killed"
+    killed = cli(args, killed_dir, tmp_path)
+    wait_for_checkpoint(killed_dir, 3, killed)  # first fine-tuning epoch done
+    killed.send_signal(signal.SIGKILL)
+    killed.wait(timeout=60)
+    history_at_kill = pd.read_csv(killed_dir / "history.csv")
+    assert 3 <= len(history_at_kill) < 6 and history_at_kill["phase"].iloc[-1] == "fine_tune"
+    assert not (killed_dir / "summary.json").exists()
+
+    resumed = cli([*args, "resume=true"], tmp_path / "runs" / "resumer", tmp_path)
+    assert resumed.wait(timeout=600) == 0, resumed.stderr.read()[-3000:]
+    expected = pd.read_csv(tmp_path / "reference" / "run" / "history.csv")
+    got = pd.read_csv(killed_dir / "history.csv")
+    assert list(got["epoch"]) == list(expected["epoch"]) and list(got["phase"]) == list(expected["phase"])
+    np.testing.assert_allclose(got[METRICS].to_numpy(), expected[METRICS].to_numpy(), rtol=0, atol=1e-6)
+    summary = json.loads((killed_dir / "summary.json").read_text())
+    reference_summary = json.loads((tmp_path / "reference" / "run" / "summary.json").read_text())
+    assert summary["status"] == "completed"
+    assert summary["metrics"]["test/accuracy"] == pytest.approx(reference_summary["metrics"]["test/accuracy"], abs=1e-6)
+
+
+def test_sigterm_stops_gracefully_and_the_run_resumes(slow_folder, base_weights, tmp_path):
+    args = overrides(slow_folder, base_weights, "schedule.fine_tune.epochs=1")
+    run_dir = tmp_path / "runs" / "preempted"
+    process = cli(args, run_dir, tmp_path)
+    wait_for_checkpoint(run_dir, 1, process)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130
+    assert stderr.strip().splitlines()[-1].startswith("error: interrupted (received SIGTERM)")
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "interrupted" and summary["resume_with"] == f"resume={run_dir}"
+    assert load_checkpoint(run_dir / "checkpoints").state.epoch >= 1
+
+    result = run_train_script([*args, f"resume={run_dir}", f"hydra.run.dir={tmp_path / 'again'}"], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    history = pd.read_csv(run_dir / "history.csv")
+    assert list(history["epoch"]) == [1, 2, 3] and list(history["phase"]) == ["head", "head", "fine_tune"]
+
+
+def test_resume_refuses_a_changed_config_and_a_finished_run(slow_folder, base_weights, tmp_path):
+    args = overrides(slow_folder, base_weights, "schedule.head.epochs=1", "schedule.fine_tune.epochs=0")
+    done = tmp_path / "runs" / "done"
+    assert cli(args, done, tmp_path).wait(timeout=300) == 0
+    finished = run_train_script([*args, f"resume={done}", f"hydra.run.dir={tmp_path / 'x'}"], cwd=tmp_path)
+    assert finished.returncode == 2 and "has completed; there is nothing to resume" in finished.stderr
+    (done / "summary.json").unlink()
+    changed = run_train_script(
+        [*args, "schedule.head.lr=0.5", f"resume={done}", f"hydra.run.dir={tmp_path / 'y'}"], cwd=tmp_path
+    )
+    assert changed.returncode == 2
+    assert "cannot resume" in changed.stderr and "schedule.head.lr: 0.01 there, 0.5 now" in changed.stderr
+
+
+def test_a_crash_while_writing_a_checkpoint_keeps_the_previous_one(tmp_path):
+    import keras
+
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    save_checkpoint(tmp_path, model, ScheduleState(phase="head", epoch=1))
+
+    class Exploding(keras.Model):
+        def save(self, *args, **kwargs):
+            raise OSError("disk full")
+
+    with pytest.raises(OSError):
+        save_checkpoint(tmp_path, Exploding(), ScheduleState(phase="head", epoch=2))
+    checkpoint = load_checkpoint(tmp_path)
+    assert checkpoint.state.epoch == 1 and checkpoint.load_model().count_params() == 3

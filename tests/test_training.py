@@ -227,12 +227,13 @@ def test_default_experiment_runs_offline_on_the_shipped_base(tmp_path):
     """The no-argument default, shortened: builtin digits, shipped digits_0_4 weights, both phases."""
     out = tmp_path / "default"
     result = run_train_script(
-        ["schedule.head.epochs=2", "schedule.fine_tune.epochs=1", "trainer.verbose=0", f"hydra.run.dir={out}"],
+        ["schedule.head.epochs=10", "schedule.fine_tune.epochs=1", "trainer.verbose=0", f"hydra.run.dir={out}"],
         cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["class_names"] == ["5", "6", "7", "8", "9"]
     assert summary["counts"]["train"] == 50
-    # The shipped base already separates the unseen digits: well above 20% chance after 2 head epochs.
+    # The shipped base already separates the unseen digits: well above 20% chance (a random base
+    # stays near it) after 10 head epochs.
     assert summary["phases"]["head"]["best"]["val_accuracy"] > 0.4

@@ -132,3 +132,27 @@ def test_a_crash_while_writing_a_checkpoint_keeps_the_previous_one(tmp_path):
         save_checkpoint(tmp_path, Exploding(), ScheduleState(phase="head", epoch=2))
     checkpoint = load_checkpoint(tmp_path)
     assert checkpoint.state.epoch == 1 and checkpoint.load_model().count_params() == 3
+
+
+def test_same_seed_gives_identical_runs_and_the_rerun_command_repeats_a_run(image_folder, base_weights, tmp_path):
+    args = [o for o in tiny_overrides(image_folder, Path("unused"), base_weights) if not o.startswith("paths.")]
+    first = tmp_path / "first"
+    run = run_train_script([*args, "trainer.deterministic=true", "dataset.validation_split=0.3", f"hydra.run.dir={first}"], cwd=tmp_path)
+    assert run.returncode == 0, run.stderr[-3000:]
+    summary = json.loads((first / "summary.json").read_text())
+    assert "dataset.validation_split=0.3" in summary["environment"]["overrides"]
+    assert summary["environment"]["command"].startswith("train.py ")
+    # The documented re-run: the run's own composed config, nothing else on the command line.
+    again = tmp_path / "again"
+    rerun = run_train_script(
+        ["--config-path", str(first / ".hydra"), "--config-name", "config", f"hydra.run.dir={again}"], cwd=tmp_path
+    )
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    first_history, again_history = (pd.read_csv(d / "history.csv").drop(columns="epoch_time_s") for d in (first, again))
+    pd.testing.assert_frame_equal(first_history, again_history, check_exact=True)
+    assert json.loads((again / "summary.json").read_text())["data_fingerprint"] == summary["data_fingerprint"]
+    from transferlab.models import load_trained_model
+
+    for a, b in zip(load_trained_model(str(first / "model.keras")).get_weights(),
+                    load_trained_model(str(again / "model.keras")).get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)

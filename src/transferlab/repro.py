@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import platform
+import shlex
 import socket
 import subprocess
+import sys
 from importlib import metadata
 from pathlib import Path
+
+CODE_DIR = Path(__file__).resolve().parent
 
 PACKAGES = (
     "transferlab", "tensorflow", "keras", "hydra-core", "omegaconf", "numpy", "pandas",
@@ -30,8 +34,27 @@ def environment_info() -> dict[str, object]:
         "platform": platform.platform(),
         "hostname": socket.gethostname(),
         "packages": package_versions(),
-        "git": git_info(Path(__file__).resolve().parent),
+        "git": git_info(CODE_DIR),
+        "command": shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]]) if sys.argv and sys.argv[0] else "",
+        "overrides": hydra_overrides(),
     }
+
+
+def hydra_overrides() -> list[str]:
+    """The command-line overrides of this Hydra job (empty outside Hydra)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+
+
+def write_code_state(run_dir: Path) -> None:
+    """Save uncommitted changes of the code as `git.diff`, so a dirty-tree run can be rebuilt."""
+    info = git_info(CODE_DIR)
+    if info.get("dirty"):
+        diff = subprocess.run(
+            ["git", "-C", str(CODE_DIR), "diff", "HEAD"], capture_output=True, text=True, timeout=30
+        ).stdout
+        (run_dir / "git.diff").write_text(diff)
 
 
 def package_versions() -> dict[str, str]:

@@ -14,6 +14,7 @@ from omegaconf import OmegaConf
 
 from transferlab.config import ExperimentConfig, flatten
 from transferlab.errors import ConfigError
+from transferlab.repro import write_code_state
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,7 @@ def prepare_run_dir(cfg: ExperimentConfig) -> Path:
     run_dir = Path(cfg.paths.output_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.structured(cfg)))
+    write_code_state(run_dir)
     return run_dir
 
 

@@ -85,22 +85,53 @@ def folder_with_bad_files(tmp_path) -> Path:
     root = write_class_images(tmp_path / "d", 8)
     (root / "cat" / "truncated.jpg").write_bytes(b"\xff\xd8\xff\xe0" + b"\x00" * 40)
     (root / "dog" / "notes.png").write_text("this is not a picture")
-    Image.new("RGB", (20, 20), "red").convert("CMYK").save(root / "dog" / "print.jpg")
     return root
 
 
 def test_unreadable_images_fail_naming_the_file(folder_with_bad_files):
     plan = plan_dataset(dataset(folder_with_bad_files), folder_with_bad_files, seed=0)
-    with pytest.raises(DataError, match=r"cannot decode image '.*(truncated|notes|print)\.(jpg|png)' \(and 2 more\).*on_bad_file=skip"):
-        check_images(plan, BadFilePolicy.fail)
+    with pytest.raises(DataError, match=r"cannot decode image '.*(truncated\.jpg|notes\.png)' \(and 1 more\).*on_bad_file=skip"):
+        check_images(plan, BadFilePolicy.fail, folder_with_bad_files.parent / "converted")
 
 
 def test_unreadable_images_are_skipped_and_counted_when_asked(folder_with_bad_files):
     plan = plan_dataset(dataset(folder_with_bad_files), folder_with_bad_files, seed=0)
-    check_images(plan, BadFilePolicy.skip)
-    assert sorted(Path(p).name for p in plan.skipped) == ["notes.png", "print.jpg", "truncated.jpg"]
+    check_images(plan, BadFilePolicy.skip, folder_with_bad_files.parent / "converted")
+    assert sorted(Path(p).name for p in plan.skipped) == ["notes.png", "truncated.jpg"]
     kept = plan.train.paths + plan.validation.paths + plan.test.paths
     assert len(kept) == 16 and not set(plan.skipped) & set(kept)
+
+
+def test_images_in_other_modes_and_formats_are_used_as_rgb(tmp_path, base_weights):
+    """Grayscale, RGBA, palette, 16-bit, CMYK, BMP, GIF, TIFF, WebP and a large photo all train."""
+    import numpy as np
+
+    import transferlab
+    from conftest import compose_config, tiny_overrides
+
+    root = write_class_images(tmp_path / "d", 6)
+    rng = np.random.default_rng(0)
+    photo = Image.fromarray(rng.integers(0, 255, (2400, 3200, 3), dtype=np.uint8))
+    variants = {
+        "grey.png": photo.resize((40, 30)).convert("L"),
+        "alpha.png": photo.resize((40, 30)).convert("RGBA"),
+        "palette.png": photo.resize((40, 30)).convert("P"),
+        "deep.png": photo.resize((40, 30)).convert("I;16"),
+        "print.jpg": photo.resize((40, 30)).convert("CMYK"),
+        "bitmap.bmp": photo.resize((40, 30)),
+        "anim.gif": photo.resize((40, 30)).convert("P"),
+        "scan.tiff": photo.resize((40, 30)),
+        "web.webp": photo.resize((40, 30)),
+        "large.jpg": photo,
+    }
+    for name, image in variants.items():
+        image.save(root / ("cat" if len(name) % 2 else "dog") / name)
+    cfg = dataset(root)
+    plan = plan_dataset(cfg, root, seed=0)
+    check_images(plan, BadFilePolicy.fail, tmp_path / "converted")
+    assert sorted(Path(p).name for p in plan.converted) == ["print.jpg", "scan.tiff", "web.webp"]
+    summary = transferlab.train(compose_config(tiny_overrides(root, tmp_path / "run", base_weights, "schedule.fine_tune.epochs=0")))
+    assert sum(summary.counts.values()) == 12 + len(variants) and not summary.skipped_files
 
 
 def _zip_of_images(tmp_path: Path) -> Path:

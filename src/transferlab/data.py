@@ -25,8 +25,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# What tf.io.decode_image reads; other files in class folders are ignored (Thumbs.db, notes).
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
+# Image files by name; other files in class folders are ignored (Thumbs.db, notes).
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 VALIDATION_DIRS = ("validation", "val", "valid")
 
 
@@ -53,6 +53,8 @@ class DatasetPlan:
     validation: Split
     test: Split
     skipped: list[str] = field(default_factory=list)
+    # Original path -> RGB PNG copy, for images TensorFlow cannot decode itself.
+    converted: dict[str, str] = field(default_factory=dict)
 
     def counts(self) -> dict[str, int]:
         return {"train": len(self.train), "validation": len(self.validation), "test": len(self.test)}
@@ -193,11 +195,19 @@ def _held_out(n: int, fraction: float) -> int:
     return 0 if fraction <= 0 else max(1, round(n * fraction))
 
 
-def check_images(plan: DatasetPlan, policy: BadFilePolicy, workers: int = 8) -> None:
-    """Decode every file once up front: tf.data would otherwise fail mid-epoch on the first corrupt one."""
+def check_images(plan: DatasetPlan, policy: BadFilePolicy, converted_dir: Path, workers: int = 8) -> None:
+    """Decode every file once up front: tf.data would otherwise fail mid-epoch on the first corrupt one.
+
+    Images TensorFlow cannot decode but PIL can (CMYK JPEG, TIFF, WebP) are converted once to RGB
+    PNG files in `converted_dir`, which the pipeline reads in their place.
+    """
     all_paths = [p for split in (plan.train, plan.validation, plan.test) for p in split.paths]
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        problems = {p: err for p, err in zip(all_paths, pool.map(_decode_problem, all_paths), strict=True) if err}
+        results = dict(zip(all_paths, pool.map(lambda p: _inspect(p, converted_dir), all_paths), strict=True))
+    plan.converted = {p: usable for p, (usable, _) in results.items() if usable not in (None, p)}
+    if plan.converted:
+        log.info("converted %d image(s) to RGB PNG in %s", len(plan.converted), converted_dir)
+    problems = {p: problem for p, (_, problem) in results.items() if problem}
     if not problems:
         return
     first, reason = next(iter(problems.items()))
@@ -223,20 +233,26 @@ def check_images(plan: DatasetPlan, policy: BadFilePolicy, workers: int = 8) -> 
 TF_FORMATS = {"JPEG", "PNG", "BMP", "GIF"}
 
 
-def _decode_problem(path: str) -> Optional[str]:
-    """Why the file cannot be used, or None: PIL decodes it fully, and TensorFlow's decoder can read it."""
-    from PIL import Image, UnidentifiedImageError
+def _inspect(path: str, converted_dir: Path) -> tuple[Optional[str], Optional[str]]:
+    """(the path the pipeline should read, None) for a usable image, (None, why) for an unreadable one."""
+    from PIL import Image
 
     try:
         with Image.open(path) as image:
             image.load()
-            if image.format not in TF_FORMATS:
-                return f"{image.format} content, which the input pipeline cannot decode; convert it to JPEG or PNG"
-            if image.format == "JPEG" and image.mode == "CMYK":
-                return "CMYK JPEG, which the input pipeline cannot decode; convert it to RGB"
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    return None
+            if image.format in TF_FORMATS and not (image.format == "JPEG" and image.mode == "CMYK"):
+                return path, None
+            stat = Path(path).stat()
+            key = hashlib.sha1(f"{Path(path).resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()
+            target = converted_dir / f"{key}.png"
+            if not target.is_file():
+                converted_dir.mkdir(parents=True, exist_ok=True)
+                tmp = target.with_name(f".{target.name}.tmp")
+                image.convert("RGB").save(tmp, format="PNG")
+                tmp.replace(target)
+            return str(target), None
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        return None, (str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
 
 
 def build_pipelines(
@@ -254,7 +270,8 @@ def build_pipelines(
     augment = build_augmentation(augmentation, seed)
 
     def decoded(split: Split) -> tf.data.Dataset:
-        ds = tf.data.Dataset.from_tensor_slices((split.paths, split.labels))
+        paths = [plan.converted.get(p, p) for p in split.paths]
+        ds = tf.data.Dataset.from_tensor_slices((paths, split.labels))
         ds = ds.map(lambda p, y: (_load_image(p, image_size), y), num_parallel_calls=tf.data.AUTOTUNE)
         return ds.cache() if cfg.cache else ds
 

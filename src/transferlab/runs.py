@@ -32,9 +32,15 @@ def prepare_run_dir(cfg: ExperimentConfig) -> Path:
         log.info("resuming the run in %s", run_dir)
         return run_dir
     run_dir = Path(cfg.paths.output_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.structured(cfg)))
-    write_code_state(run_dir)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.structured(cfg)))
+        write_code_state(run_dir)
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot write the run directory '{run_dir}' ({exc.strerror or exc}); "
+            "choose a writable folder with enough space (hydra.run.dir or paths.output_dir)"
+        ) from exc
     return run_dir
 
 

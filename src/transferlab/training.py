@@ -53,7 +53,7 @@ def check_model_config(cfg: ExperimentConfig) -> tuple[int, int]:
 def plan_data(cfg: ExperimentConfig) -> DatasetPlan:
     root = locate_dataset(cfg.dataset, cfg.paths.data_dir)
     plan = plan_dataset(cfg.dataset, root, cfg.trainer.seed)
-    check_images(plan, cfg.dataset.on_bad_file)
+    check_images(plan, cfg.dataset.on_bad_file, Path(cfg.paths.data_dir) / "converted")
     log.info("dataset %s: %s, classes %s", cfg.dataset.name, plan.counts(), plan.class_names)
     return plan
 

@@ -237,3 +237,19 @@ def test_default_experiment_runs_offline_on_the_shipped_base(tmp_path):
     # The shipped base already separates the unseen digits: well above 20% chance (a random base
     # stays near it) after 10 head epochs.
     assert summary["phases"]["head"]["best"]["val_accuracy"] > 0.4
+
+
+def test_cached_features_give_the_head_of_the_uncached_phase(image_folder, base_weights, tmp_path):
+    """Phase 1 on features computed once ends with the head weights of phase 1 on images."""
+    runs = {}
+    for cache in ("true", "false"):
+        summary = run(image_folder, tmp_path / cache, base_weights, f"schedule.head.cache_features={cache}",
+                      "schedule.head.epochs=3", "schedule.fine_tune.epochs=0")
+        runs[cache] = (summary, load(tmp_path / cache))
+    cached, uncached = runs["true"][1], runs["false"][1]
+    for a, b in zip(cached.get_layer("head_output").get_weights(), uncached.get_layer("head_output").get_weights(), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+    assert same(base_weights_by_name(cached)["block1_conv"], reference_base(base_weights)["block1_conv"])
+    history = {k: pd.read_csv(tmp_path / k / "history.csv") for k in runs}
+    np.testing.assert_allclose(history["true"]["val_loss"], history["false"]["val_loss"], rtol=1e-5)
+    assert runs["true"][0].metrics["test/accuracy"] == pytest.approx(runs["false"][0].metrics["test/accuracy"])

@@ -126,6 +126,13 @@ class PhaseConfig:
 
 
 @dataclass
+class HeadPhaseConfig(PhaseConfig):
+    # Train the head on base features computed once instead of every epoch. null: whenever no
+    # augmentation is configured; true: always (phase 1 then runs without augmentation).
+    cache_features: Optional[bool] = None
+
+
+@dataclass
 class FineTuneConfig(PhaseConfig):
     # "all", an integer N (the top N layers of the base), or a layer name (that layer and above).
     unfreeze: str = "all"
@@ -135,7 +142,7 @@ class FineTuneConfig(PhaseConfig):
 class ScheduleConfig:
     """Phase 1 trains the head on a frozen base; phase 2 fine-tunes the unfrozen base."""
 
-    head: PhaseConfig = field(default_factory=lambda: PhaseConfig(epochs=20, lr=1e-3))
+    head: HeadPhaseConfig = field(default_factory=lambda: HeadPhaseConfig(epochs=20, lr=1e-3))
     fine_tune: FineTuneConfig = field(
         default_factory=lambda: FineTuneConfig(epochs=10, lr=1e-5, patience=5)
     )

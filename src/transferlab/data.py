@@ -76,8 +76,11 @@ class ImageData:
     plan: DatasetPlan
     train_epoch: Callable[["tf.Tensor"], "tf.data.Dataset"]  # epoch number -> that epoch's batches
     steps_per_epoch: int
+    train_in_order: "tf.data.Dataset"  # every training image once, unshuffled, unaugmented
     validation: Optional["tf.data.Dataset"]
     test: Optional["tf.data.Dataset"]
+    batch_size: int
+    seed: int
 
     @property
     def class_names(self) -> list[str]:
@@ -279,20 +282,31 @@ def build_pipelines(
         return decoded(split).batch(cfg.batch_size).prefetch(tf.data.AUTOTUNE) if len(split) else None
 
     train = decoded(plan.train)
+    return ImageData(
+        plan=plan,
+        train_epoch=shuffled_epochs(train, len(plan.train), cfg.batch_size, seed, augment),
+        steps_per_epoch=math.ceil(len(plan.train) / cfg.batch_size),
+        train_in_order=train.batch(cfg.batch_size),
+        validation=evaluation(plan.validation),
+        test=evaluation(plan.test),
+        batch_size=cfg.batch_size,
+        seed=seed,
+    )
 
-    def train_epoch(epoch: tf.Tensor) -> tf.data.Dataset:
-        ds = train.shuffle(len(plan.train), seed=seed * 1_000_003 + epoch).batch(cfg.batch_size)
+
+def shuffled_epochs(
+    elements: "tf.data.Dataset", size: int, batch_size: int, seed: int, augment=None
+) -> Callable[["tf.Tensor"], "tf.data.Dataset"]:
+    """Epoch number -> that epoch's batches, shuffled with a seed made of the run's seed and the epoch."""
+    import tensorflow as tf
+
+    def one_epoch(epoch: tf.Tensor) -> tf.data.Dataset:
+        ds = elements.shuffle(size, seed=seed * 1_000_003 + epoch).batch(batch_size)
         if augment is not None:
             ds = ds.map(lambda x, y: (augment(x, training=True), y), num_parallel_calls=tf.data.AUTOTUNE)
         return ds
 
-    return ImageData(
-        plan=plan,
-        train_epoch=train_epoch,
-        steps_per_epoch=math.ceil(len(plan.train) / cfg.batch_size),
-        validation=evaluation(plan.validation),
-        test=evaluation(plan.test),
-    )
+    return one_epoch
 
 
 def _load_image(path, image_size: tuple[int, int]):

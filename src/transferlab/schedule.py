@@ -23,10 +23,11 @@ from typing import Iterator, Optional
 
 import keras
 
-from transferlab.config import FineTuneConfig, OptimizerConfig, OptimizerName, PhaseConfig, ScheduleConfig
+from transferlab.config import FineTuneConfig, HeadPhaseConfig, OptimizerConfig, OptimizerName, ScheduleConfig
 from transferlab.checkpoints import Checkpoint, ScheduleState, save_checkpoint
 from transferlab.data import ImageData
 from transferlab.errors import ConfigError, TrainingError
+from transferlab.features import cached_feature_data, split_model
 from transferlab.models import TaskSpec, get_base
 from transferlab.reporting import write_history
 from transferlab.tracking import Trackers
@@ -42,6 +43,7 @@ class Phase:
     lr: float
     patience: Optional[int]
     unfreeze: Optional[str] = None  # None: base frozen
+    cache_features: bool = False
 
 
 @dataclass
@@ -61,12 +63,13 @@ class ScheduleResult:
     history: list[dict]  # one row per epoch: epoch, phase, lr, train and validation metrics
 
 
-def plan_phases(cfg: ScheduleConfig) -> list[Phase]:
+def plan_phases(cfg: ScheduleConfig, augmented: bool = False) -> list[Phase]:
     """The phases that will run; a phase with 0 epochs is left out."""
-    head: PhaseConfig = cfg.head
+    head: HeadPhaseConfig = cfg.head
     fine: FineTuneConfig = cfg.fine_tune
+    cache = head.cache_features if head.cache_features is not None else not augmented
     phases = [
-        Phase(HEAD, head.epochs, head.lr, head.patience),
+        Phase(HEAD, head.epochs, head.lr, head.patience, cache_features=cache),
         Phase(FINE_TUNE, fine.epochs, fine.lr, fine.patience, unfreeze=fine.unfreeze),
     ]
     return [p for p in phases if p.epochs > 0]
@@ -136,14 +139,19 @@ def make_optimizer(cfg: OptimizerConfig, lr: float) -> keras.optimizers.Optimize
     return keras.optimizers.SGD(momentum=cfg.momentum, nesterov=cfg.nesterov, **common)
 
 
-def compile_model(model: keras.Model, optimizer: OptimizerConfig, lr: float, task: TaskSpec) -> None:
+def compile_model(
+    model: keras.Model, optimizer: OptimizerConfig | keras.optimizers.Optimizer, lr: float, task: TaskSpec
+) -> None:
+    """Loss on logits and an accuracy named `accuracy` for either task; a given optimizer is shared."""
+    if isinstance(optimizer, OptimizerConfig):
+        optimizer = make_optimizer(optimizer, lr)
     if task.binary:
         loss = keras.losses.BinaryCrossentropy(from_logits=True)
         accuracy = keras.metrics.BinaryAccuracy(name="accuracy", threshold=0.0)
     else:
         loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
         accuracy = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
-    model.compile(optimizer=make_optimizer(optimizer, lr), loss=loss, metrics=[accuracy])
+    model.compile(optimizer=optimizer, loss=loss, metrics=[accuracy])
 
 
 class EpochRecorder(keras.callbacks.Callback):
@@ -187,12 +195,23 @@ class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
         return {"wait": self.wait, "best": best, "best_epoch": self.best_epoch, "stopped_epoch": self.stopped_epoch}
 
 
+class FullModelCheckpoint(keras.callbacks.ModelCheckpoint):
+    """Saves the whole classifier even while fit trains only its head on cached features."""
+
+    def __init__(self, full_model: keras.Model, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.full_model = full_model
+
+    def set_model(self, model: keras.Model) -> None:
+        super().set_model(self.full_model)
+
+
 class EpochCheckpointer(keras.callbacks.Callback):
     """Saves the resumable checkpoint after each epoch; runs after every other callback of the epoch."""
 
-    def __init__(self, root: Path, state: ScheduleState, best: keras.callbacks.ModelCheckpoint):
+    def __init__(self, root: Path, full_model: keras.Model, state: ScheduleState, best: FullModelCheckpoint):
         super().__init__()
-        self.root, self.state, self.best = root, state, best
+        self.root, self.full_model, self.state, self.best = root, full_model, state, best
         self.early_stop: Optional[ResumableEarlyStopping] = None
 
     def on_epoch_end(self, epoch: int, logs=None) -> None:
@@ -202,7 +221,7 @@ class EpochCheckpointer(keras.callbacks.Callback):
             self.state.early_stopping = self.early_stop.state()
             weights = self.early_stop.best_weights
         write_history(self.state.history, self.root.parent / "history.csv")
-        save_checkpoint(self.root, self.model, self.state, weights)
+        save_checkpoint(self.root, self.full_model, self.state, weights)
 
 
 def run_schedule(
@@ -215,6 +234,7 @@ def run_schedule(
     run_dir: Path,
     verbose: int = 2,
     resume_from: Optional[Checkpoint] = None,
+    augmented: bool = False,
 ) -> ScheduleResult:
     """Run each planned phase with its own trainable set, compile, and callbacks; return the history.
 
@@ -226,12 +246,12 @@ def run_schedule(
         resume_from.restore_rng(model)
     recorder = EpochRecorder(trackers, state)
     # One best-model callback for both phases, so best.keras is the best epoch of the whole run.
-    best_checkpoint = keras.callbacks.ModelCheckpoint(
-        run_dir / "best.keras", monitor=cfg.monitor, mode=cfg.mode.value, save_best_only=True,
+    best_checkpoint = FullModelCheckpoint(
+        model, run_dir / "best.keras", monitor=cfg.monitor, mode=cfg.mode.value, save_best_only=True,
         initial_value_threshold=state.best_value,
     )
-    checkpointer = EpochCheckpointer(run_dir / "checkpoints", state, best_checkpoint)
-    for phase in plan_phases(cfg):
+    checkpointer = EpochCheckpointer(run_dir / "checkpoints", model, state, best_checkpoint)
+    for phase in plan_phases(cfg, augmented):
         if phase.name in state.finished_phases:
             continue
         resuming = state.mid_phase and state.phase == phase.name
@@ -240,6 +260,11 @@ def run_schedule(
             set_trainable_for_phase(model, phase)
             compile_model(model, optimizer, phase.lr, task)
         recorder.phase = phase
+        fit_model, fit_data = model, data
+        if phase.cache_features:
+            extractor, fit_model = split_model(model)
+            fit_data = cached_feature_data(extractor, data)
+            compile_model(fit_model, model.optimizer, phase.lr, task)  # shared optimizer: its state is saved with the model
         early_stop = None
         if phase.patience is not None:
             early_stop = ResumableEarlyStopping(
@@ -249,10 +274,10 @@ def run_schedule(
             )
         checkpointer.early_stop = early_stop
         stopped = bool(state.early_stopping.get("stopped_epoch"))
-        model.fit(
-            data.train_from(state.epoch),
-            steps_per_epoch=data.steps_per_epoch,
-            validation_data=data.validation,
+        fit_model.fit(
+            fit_data.train_from(state.epoch),
+            steps_per_epoch=fit_data.steps_per_epoch,
+            validation_data=fit_data.validation,
             initial_epoch=state.epoch,
             # An early stop decided just before a crash is kept: fit then only restores the best weights.
             epochs=state.epoch if stopped else state.phase_first_epoch + phase.epochs,

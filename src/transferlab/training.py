@@ -62,7 +62,7 @@ def _train_and_report(cfg: ExperimentConfig, plan: DatasetPlan, image_size, run_
     # TensorFlow is imported here, after the config and the data have been checked.
     from transferlab.checkpoints import load_checkpoint
     from transferlab.data import build_pipelines
-    from transferlab.models import TaskSpec, build_model
+    from transferlab.models import TaskSpec, build_augmentation, build_model
     from transferlab.reporting import evaluate_and_save
     from transferlab.repro import seed_everything
     from transferlab.schedule import check_unfreeze, run_schedule
@@ -78,7 +78,8 @@ def _train_and_report(cfg: ExperimentConfig, plan: DatasetPlan, image_size, run_
     with open_trackers(cfg.logger, run_dir) as trackers:
         trackers.log_params(flatten(cfg))
         result = run_schedule(
-            model, data, cfg.schedule, cfg.optimizer, task, trackers, run_dir, cfg.trainer.verbose, checkpoint
+            model, data, cfg.schedule, cfg.optimizer, task, trackers, run_dir, cfg.trainer.verbose, checkpoint,
+            augmented=build_augmentation(cfg.augmentation, 0) is not None,
         )
         summary = evaluate_and_save(model, data, result, cfg, run_dir, started)
         trackers.log_summary(summary.to_dict())

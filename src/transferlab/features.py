@@ -1,0 +1,65 @@
+"""Phase 1 on cached base features: the frozen base sees each image once, not once per epoch.
+
+While the base is frozen (and no augmentation runs), every epoch would push the same images
+through the same base. Instead the model is split into an extractor (pixels -> base features) and
+a head (features -> logits) that share the full model's layers and weights; the extractor runs once
+over the training and validation splits, and the head trains on the stored features with the same
+epoch-seeded shuffling, so it ends with the weights the uncached phase would have given.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import replace
+
+import keras
+import numpy as np
+
+from transferlab.data import ImageData, shuffled_epochs
+from transferlab.models import BASE_LAYER
+
+log = logging.getLogger(__name__)
+
+
+def split_model(model: keras.Model) -> tuple[keras.Model, keras.Model]:
+    """(pixels -> base features, base features -> logits), both built from the model's own layers."""
+    layers = model.layers
+    base_index = next(i for i, layer in enumerate(layers) if layer.name == BASE_LAYER)
+    x = model.inputs[0]
+    for layer in layers[1:base_index]:
+        x = layer(x)
+    features = layers[base_index](x, training=False)
+    extractor = keras.Model(model.inputs[0], features, name="extractor")
+    head_input = keras.Input(shape=features.shape[1:], name="features")
+    y = head_input
+    for layer in layers[base_index + 1 :]:
+        y = layer(y)
+    return extractor, keras.Model(head_input, y, name="head")
+
+
+def extract(extractor: keras.Model, batches) -> tuple[np.ndarray, np.ndarray]:
+    """Run the extractor over labelled batches once; features and labels in dataset order."""
+    features, labels = [], []
+    for images, y in batches:
+        features.append(np.asarray(extractor(images, training=False)))
+        labels.append(np.asarray(y))
+    return np.concatenate(features), np.concatenate(labels)
+
+
+def cached_feature_data(extractor: keras.Model, data: ImageData) -> ImageData:
+    """The training and validation splits as base features, shuffled per epoch like the images."""
+    import tensorflow as tf
+
+    start = time.perf_counter()
+    train = tf.data.Dataset.from_tensor_slices(extract(extractor, data.train_in_order))
+    validation = None
+    if data.validation is not None:
+        validation = tf.data.Dataset.from_tensor_slices(extract(extractor, data.validation)).batch(data.batch_size)
+    log.info("cached base features of %d training images in %.1fs", len(data.plan.train), time.perf_counter() - start)
+    return replace(
+        data,
+        train_epoch=shuffled_epochs(train, len(data.plan.train), data.batch_size, data.seed),
+        train_in_order=train.batch(data.batch_size),
+        validation=validation,
+    )

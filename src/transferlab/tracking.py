@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import logging
 import os
+import re
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -107,10 +108,17 @@ class Trackers:
         except Exception as exc:  # a tracker must never end a run
             log.warning(
                 "tracker %s failed in %s (%s); continuing without it, local outputs are unaffected",
-                type(tracker).__name__, method, redact(str(exc)),
+                type(tracker).__name__, method, describe(exc),
             )
             self._trackers.remove(tracker)
             return None
+
+
+def describe(exc: BaseException) -> str:
+    """One line for a warning: Neptune's errors span many lines with colour codes and a banner first."""
+    lines = [line.strip() for line in re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).splitlines()]
+    first = next((line for line in lines if line and not line.startswith("---")), "")
+    return redact(f"{type(exc).__name__}: {first}" if first else type(exc).__name__)
 
 
 def redact(text: str) -> str:
@@ -412,7 +420,7 @@ def open_trackers(cfg: "ExperimentConfig", run_dir: Path) -> Iterator[Trackers]:
             trackers.append(start())
         except Exception as exc:
             hint = f"; install it with {EXTRAS[exc.name]}" if isinstance(exc, ImportError) and exc.name in EXTRAS else ""
-            log.warning("%s tracker could not start (%s)%s; continuing without it", name, redact(str(exc)), hint)
+            log.warning("%s tracker could not start (%s)%s; continuing without it", name, describe(exc), hint)
     fanout = Trackers(trackers, tags, sweep)
     try:
         yield fanout

@@ -42,10 +42,10 @@ def find_runs(root: Path) -> list[Path]:
     return sorted(path.parent for path in root.rglob("summary.json"))
 
 
-def load_runs(root: Path, filters: Filters = Filters()) -> pd.DataFrame:
+def load_runs(root: Path, filters: Optional[Filters] = None) -> pd.DataFrame:
     """One row per run: run folder, name, status, tags, sweep, config keys, metrics, phase times, run ids."""
     rows = [_read_run(run_dir, root) for run_dir in find_runs(root)]
-    rows = [row for row in rows if _matches(row, filters)]
+    rows = [row for row in rows if _matches(row, filters or Filters())]
     return pd.DataFrame(rows)
 
 

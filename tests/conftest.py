@@ -80,7 +80,9 @@ def compose_config(overrides: list[str]):
 
 
 def run_train_script(args: list[str], cwd: Path, env: dict | None = None, timeout: int = 600):
-    full_env = {**os.environ, "TRANSFERLAB_DATA_DIR": str(cwd / "data"), **(env or {})}
+    # This checkout's package first, whatever an installed copy (or a relative PYTHONPATH) would give.
+    python_path = os.pathsep.join(filter(None, [str(ROOT / "src"), os.environ.get("PYTHONPATH")]))
+    full_env = {**os.environ, "TRANSFERLAB_DATA_DIR": str(cwd / "data"), "PYTHONPATH": python_path, **(env or {})}
     return subprocess.run(
         [sys.executable, str(TRAIN_SCRIPT), *args],
         cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout,

@@ -48,6 +48,15 @@ def main_with_clear_errors(hydra_main: Callable[[], object]) -> None:
         fail(describe_config_error(exc))
     except TransferlabError as exc:
         fail(str(exc))
+    except AssertionError as exc:
+        # OmegaConf asserts when an override sets a key below a null node, e.g. logger.neptune.mode with
+        # Neptune not selected.
+        if wants_traceback or "Unexpected type for root: NoneType" not in str(exc):
+            raise
+        fail(
+            "an override sets a key of a config section that is off (null), e.g. logger.neptune.* without "
+            "logger=neptune; select that option first (logger=neptune, logger=mlflow, logger=tensorboard_neptune)"
+        )
 
 
 def fail(message: str, code: int = 2) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import typing
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Optional
@@ -159,11 +160,43 @@ class TrainerConfig:
     verbose: int = 2
 
 
+NEPTUNE_MODES = ("async", "sync", "offline", "debug")
+
+
+@dataclass
+class NeptuneConfig:
+    """A Neptune run. The API token is read from NEPTUNE_API_TOKEN only, so it never lands in config.yaml."""
+
+    # "workspace/project"; null reads NEPTUNE_PROJECT (offline and debug runs need none).
+    project: Optional[str] = None
+    # offline (no network; upload later with `neptune sync`), debug (nothing kept), async or sync (a server).
+    mode: str = "offline"
+    # Run name; null uses the experiment's `name`.
+    name: Optional[str] = None
+    description: str = ""
+    # Added to the experiment's `tags` and the automatic ones (dataset, base model, sweep).
+    tags: list[str] = field(default_factory=list)
+
+
+@dataclass
+class MlflowConfig:
+    """An MLflow run in a tracking store that `mlflow ui` reads (needs the `mlflow` extra)."""
+
+    # Any MLflow tracking URI; the default is a SQLite file under outputs/.
+    tracking_uri: str = "sqlite:///outputs/mlflow.db"
+    # MLflow experiment; null uses the experiment's `name`.
+    experiment: Optional[str] = None
+
+
 @dataclass
 class LoggerConfig:
-    """Which trackers receive parameters, per-epoch metrics and the summary."""
+    """Which trackers receive parameters, per-epoch metrics, the summary and the run's files."""
 
     tensorboard: bool = True
+    # Parameters and per-epoch metrics as CSV files in <run dir>/csv/, written as they arrive.
+    csv: bool = False
+    neptune: Optional[NeptuneConfig] = None
+    mlflow: Optional[MlflowConfig] = None
 
 
 @dataclass
@@ -239,8 +272,14 @@ def unknown_key_message(full_key: str) -> str:
 
 
 def _field_types(schema: type) -> dict[str, object]:
-    """Field name to type, with the postponed (string) annotations of this module resolved."""
-    return {f.name: globals().get(f.type, f.type) if isinstance(f.type, str) else f.type for f in dataclasses.fields(schema)}
+    """Field name to type, with the postponed (string) annotations resolved and Optional[X] read as X."""
+    hints = typing.get_type_hints(schema)
+    return {f.name: _unwrap_optional(hints[f.name]) for f in dataclasses.fields(schema)}
+
+
+def _unwrap_optional(tp: object) -> object:
+    args = [a for a in typing.get_args(tp) if a is not type(None)]
+    return args[0] if typing.get_origin(tp) is typing.Union and len(args) == 1 else tp
 
 
 def flatten(cfg: ExperimentConfig) -> dict[str, object]:
@@ -301,6 +340,9 @@ def validate(cfg: ExperimentConfig) -> None:
         _require(0.0 <= value <= 1.0, f"augmentation.{key}", value, "must be a factor in [0, 1]")
     if cfg.base_model.alpha is not None:
         _require(cfg.base_model.alpha > 0, "base_model.alpha", cfg.base_model.alpha, "must be positive")
+    if cfg.logger.neptune is not None:
+        mode = cfg.logger.neptune.mode
+        _require(mode in NEPTUNE_MODES, "logger.neptune.mode", mode, f"must be one of {', '.join(NEPTUNE_MODES)}")
 
 
 def _require(ok: bool, key: str, value: object, rule: str) -> None:

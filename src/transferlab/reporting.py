@@ -46,6 +46,8 @@ class RunSummary:
     classification_report: Optional[dict] = None
     confusion_matrix: Optional[list[list[int]]] = None
     skipped_files: list[str] = field(default_factory=list)
+    # Tags, sweep, and each tracker's run id and URL (see Trackers.run_info).
+    tracking: dict[str, object] = field(default_factory=dict)
 
     def metric(self, name: str) -> float:
         try:
@@ -66,13 +68,15 @@ def evaluate_and_save(
     cfg: "ExperimentConfig",
     run_dir: Path,
     started: float,
+    tracking: Optional[dict] = None,
 ) -> RunSummary:
-    """Write history and final model, evaluate on the test split, and write summary.json."""
+    """Write history and final model, evaluate on the test split, draw the plots, and write summary.json."""
     write_history(result.history, run_dir / "history.csv")
     model.save(run_dir / "model.keras")
-    test_metrics, report, matrix = evaluate_test(model, data)
+    test_metrics, report, matrix, wrong = evaluate_test(model, data)
     if report:
         log.info("test split, per class:\n%s", format_report(report, data.class_names))
+    write_plots(run_dir / "plots", result.history, matrix, wrong, data, cfg)
     monitor, mode = cfg.schedule.monitor, cfg.schedule.mode.value
     summary = RunSummary(
         status="completed",
@@ -89,6 +93,7 @@ def evaluate_and_save(
         classification_report=report,
         confusion_matrix=matrix,
         skipped_files=data.plan.skipped,
+        tracking=tracking or {},
     )
     write_json(summary.to_dict(), run_dir / "summary.json")
     return summary
@@ -104,10 +109,30 @@ def format_report(report: dict, class_names: list[str]) -> str:
     return "\n".join(lines)
 
 
-def evaluate_test(model: "keras.Model", data: "ImageData") -> tuple[dict[str, float], Optional[dict], Optional[list]]:
-    """Loss and accuracy on the held-out test split, with a per-class report from scikit-learn."""
+@dataclass
+class Misclassified:
+    """Up to `limit` wrongly predicted test images, for the plot of mistakes."""
+
+    images: list[np.ndarray] = field(default_factory=list)
+    truths: list[int] = field(default_factory=list)
+    predictions: list[int] = field(default_factory=list)
+    limit: int = 16
+
+    def add(self, images: np.ndarray, truths: np.ndarray, predictions: np.ndarray) -> None:
+        for image, truth, prediction in zip(images, truths, predictions, strict=True):
+            if truth != prediction and len(self.images) < self.limit:
+                self.images.append(image)
+                self.truths.append(int(truth))
+                self.predictions.append(int(prediction))
+
+
+def evaluate_test(
+    model: "keras.Model", data: "ImageData"
+) -> tuple[dict[str, float], Optional[dict], Optional[list], Misclassified]:
+    """Loss and accuracy on the held-out test split, a per-class report from scikit-learn, and mistakes."""
+    wrong = Misclassified()
     if data.test is None:
-        return {}, None, None
+        return {}, None, None, wrong
     from sklearn.metrics import classification_report, confusion_matrix
 
     scores = model.evaluate(data.test, return_dict=True, verbose=0)
@@ -116,13 +141,60 @@ def evaluate_test(model: "keras.Model", data: "ImageData") -> tuple[dict[str, fl
         logits = np.asarray(model.predict_on_batch(images))
         predictions.append((logits[:, 0] > 0).astype(int) if logits.shape[-1] == 1 else logits.argmax(-1))
         truths.append(np.asarray(labels))
+        wrong.add(np.asarray(images), truths[-1], predictions[-1])
     y_true, y_pred = np.concatenate(truths), np.concatenate(predictions)
     labels = list(range(len(data.class_names)))
     report = classification_report(
         y_true, y_pred, labels=labels, target_names=data.class_names, output_dict=True, zero_division=0
     )
     matrix = confusion_matrix(y_true, y_pred, labels=labels).tolist()
-    return {f"test/{k}": float(v) for k, v in scores.items()}, report, matrix
+    return {f"test/{k}": float(v) for k, v in scores.items()}, report, matrix, wrong
+
+
+def write_plots(
+    folder: Path,
+    history: list[dict],
+    matrix: Optional[list],
+    wrong: Misclassified,
+    data: "ImageData",
+    cfg: "ExperimentConfig",
+) -> list[Path]:
+    """Learning curves, confusion matrix, mistakes and augmentation preview; a plot that fails is skipped."""
+    from transferlab import plots
+
+    drawings = {"learning_curves": lambda: plots.learning_curves(history) if history else None}
+    if matrix is not None:
+        drawings["confusion_matrix"] = lambda: plots.confusion_matrix(matrix, data.class_names)
+    if wrong.images:
+        drawings["misclassified"] = lambda: plots.misclassified(
+            wrong.images, wrong.truths, wrong.predictions, data.class_names
+        )
+    drawings["augmentation_preview"] = lambda: _augmentation_preview(data, cfg)
+    written = []
+    for name, draw in drawings.items():
+        try:
+            figure = draw()
+            if figure is not None:
+                written.append(plots.save(figure, folder / f"{name}.png"))
+        except Exception as exc:  # a figure is a convenience; it must not fail a finished run
+            log.warning("could not draw the %s plot (%s); the run's other outputs are unaffected", name, exc)
+    return written
+
+
+def _augmentation_preview(data: "ImageData", cfg: "ExperimentConfig"):
+    from PIL import Image
+
+    from transferlab import plots
+    from transferlab.models import build_augmentation
+
+    augment = build_augmentation(cfg.augmentation, cfg.trainer.seed)
+    if augment is None or not data.plan.train.paths:
+        return None
+    height, width = data.train_in_order.element_spec[0].shape[1:3]
+    first = data.plan.train.paths[0]
+    with Image.open(data.plan.converted.get(first, first)) as image:
+        pixels = np.asarray(image.convert("RGB").resize((width, height)), dtype="float32")
+    return plots.augmentation_preview(pixels, augment, cfg.trainer.seed)
 
 
 def phase_summaries(result: "ScheduleResult", monitor: str, mode: str) -> dict[str, dict]:

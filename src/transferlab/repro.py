@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import platform
 import shlex
 import socket
@@ -11,6 +12,7 @@ from importlib import metadata
 from pathlib import Path
 
 CODE_DIR = Path(__file__).resolve().parent
+TOKEN_ENV = "NEPTUNE_API_TOKEN"
 
 PACKAGES = (
     "transferlab", "tensorflow", "keras", "hydra-core", "omegaconf", "numpy", "pandas",
@@ -54,7 +56,7 @@ def write_code_state(run_dir: Path) -> None:
         diff = subprocess.run(
             ["git", "-C", str(CODE_DIR), "diff", "HEAD"], capture_output=True, text=True, timeout=30
         ).stdout
-        (run_dir / "git.diff").write_text(diff)
+        (run_dir / "git.diff").write_text(redact(diff))
 
 
 def package_versions() -> dict[str, str]:
@@ -79,3 +81,9 @@ def git_info(folder: Path) -> dict[str, object]:
         return {"commit": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain"))}
     except (OSError, subprocess.SubprocessError):
         return {}
+
+
+def redact(text: str) -> str:
+    """Remove the Neptune API token from text that may reach a file or a log."""
+    token = os.environ.get(TOKEN_ENV)
+    return text.replace(token, "***") if token else text

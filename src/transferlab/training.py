@@ -75,12 +75,13 @@ def _train_and_report(cfg: ExperimentConfig, plan: DatasetPlan, image_size, run_
     checkpoint = load_checkpoint(run_dir / "checkpoints") if cfg.resume else None
     model = checkpoint.load_model() if checkpoint else build_model(cfg.base_model, cfg.head, task)
     check_unfreeze(model, cfg.schedule)
-    with open_trackers(cfg.logger, run_dir) as trackers:
+    with open_trackers(cfg, run_dir) as trackers:
         trackers.log_params(flatten(cfg))
         result = run_schedule(
             model, data, cfg.schedule, cfg.optimizer, task, trackers, run_dir, cfg.trainer.verbose, checkpoint,
             augmented=build_augmentation(cfg.augmentation, 0) is not None,
         )
-        summary = evaluate_and_save(model, data, result, cfg, run_dir, started)
+        summary = evaluate_and_save(model, data, result, cfg, run_dir, started, trackers.run_info())
         trackers.log_summary(summary.to_dict())
+        trackers.log_artifacts(run_dir)  # config, final model, history, summary and plots
     return summary

@@ -1,0 +1,166 @@
+"""Compare runs from their files alone (summary.json, config.yaml, history.csv): no tracking service needed.
+
+`load_runs` reads every run under a folder, single runs and multirun sweeps alike, into one DataFrame
+(config keys as `dataset.name`-style columns, metrics as `test/accuracy`-style columns); `comparison_table`
+keeps the hyperparameters that differ, the metrics, phase wall times and run ids, sorted by a metric;
+`write_reports` saves it as CSV and as a self-contained HTML page with plots.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import pandas as pd
+from omegaconf import OmegaConf
+
+from transferlab.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+# Config keys that say where or how a run was recorded, not what was trained.
+NOT_HYPERPARAMETERS = ("paths.", "logger.", "trainer.verbose", "name", "tags")
+DEFAULT_SORT = ("test/accuracy", "best/val_accuracy", "best/val_loss")
+ID_COLUMNS = ("neptune_id", "mlflow_run_id")
+
+
+@dataclass
+class Filters:
+    tags: tuple[str, ...] = ()
+    name: Optional[str] = None
+    sweep: Optional[str] = None
+
+
+def find_runs(root: Path) -> list[Path]:
+    """Every folder under `root` holding a summary.json, in path order."""
+    if not root.is_dir():
+        raise ConfigError(f"no folder '{root}' to compare runs in; pass the outputs folder of your runs")
+    return sorted(path.parent for path in root.rglob("summary.json"))
+
+
+def load_runs(root: Path, filters: Optional[Filters] = None) -> pd.DataFrame:
+    """One row per run: run folder, name, status, tags, sweep, config keys, metrics, phase times, run ids."""
+    rows = [_read_run(run_dir, root) for run_dir in find_runs(root)]
+    rows = [row for row in rows if _matches(row, filters or Filters())]
+    return pd.DataFrame(rows)
+
+
+def _read_run(run_dir: Path, root: Path) -> dict[str, object]:
+    summary = json.loads((run_dir / "summary.json").read_text())
+    config_file = run_dir / "config.yaml"
+    config = _flatten(OmegaConf.to_container(OmegaConf.load(config_file))) if config_file.is_file() else {}
+    tracking = summary.get("tracking", {})
+    row: dict[str, object] = {
+        "run": run_dir.relative_to(root).as_posix() or ".",
+        "name": config.get("name"),
+        "status": summary.get("status"),
+        **config,
+        # After the config: the tags a run was recorded with include the automatic ones.
+        "tags": list(tracking.get("tags") or config.get("tags") or []),
+        "sweep": tracking.get("sweep"),
+        **summary.get("metrics", {}),
+        **{f"time/{phase}": p.get("wall_time_s") for phase, p in summary.get("phases", {}).items()},
+        "time/total": summary.get("wall_time_s"),
+        "neptune_id": (tracking.get("neptune") or {}).get("id"),
+        "mlflow_run_id": (tracking.get("mlflow") or {}).get("run_id"),
+    }
+    return row
+
+
+def _flatten(node: object, prefix: str = "") -> dict[str, object]:
+    if not isinstance(node, dict):
+        return {prefix[:-1]: node}
+    flat: dict[str, object] = {}
+    for key, value in node.items():
+        flat.update(_flatten(value, f"{prefix}{key}."))
+    return flat
+
+
+def _matches(row: dict, filters: Filters) -> bool:
+    if filters.name is not None and row["name"] != filters.name:
+        return False
+    # A sweep is named by its folder (`multirun/<start time>`), which is also the id in the run's tags.
+    if filters.sweep is not None and filters.sweep not in (row["sweep"], *row["run"].split("/")):
+        return False
+    return all(tag in row["tags"] for tag in filters.tags)
+
+
+def varied_parameters(runs: pd.DataFrame) -> list[str]:
+    """Config keys whose value is not the same in every run."""
+    config_columns = [c for c in runs.columns if "." in c and "/" not in c]
+    return [
+        c for c in config_columns
+        if not c.startswith(NOT_HYPERPARAMETERS) and runs[c].map(repr).nunique() > 1
+    ]
+
+
+def default_sort_metric(runs: pd.DataFrame) -> str:
+    return next((m for m in DEFAULT_SORT if m in runs.columns), "run")
+
+
+def comparison_table(runs: pd.DataFrame, sort_by: Optional[str] = None, ascending: Optional[bool] = None) -> pd.DataFrame:
+    """Varied hyperparameters, metrics, phase times and run ids, best run first by `sort_by`."""
+    if runs.empty:
+        return runs
+    sort_by = sort_by or default_sort_metric(runs)
+    metrics = sorted(c for c in runs.columns if c.startswith(("test/", "best/", "final/")))
+    if sort_by not in runs.columns:
+        raise ConfigError(f"cannot sort by '{sort_by}': no run has it; use one of {', '.join(metrics) or 'run'}")
+    if ascending is None:
+        ascending = "loss" in sort_by or sort_by in ("run", "best/epoch")
+    times = sorted(c for c in runs.columns if c.startswith("time/"))
+    ids = [c for c in ID_COLUMNS if runs[c].notna().any()]
+    columns = ["run", "name", "status", *varied_parameters(runs), *metrics, *times, *ids]
+    table = runs[columns].copy()
+    for column in table.columns:
+        if table[column].map(lambda v: isinstance(v, (list, dict))).any():
+            table[column] = table[column].map(str)
+    return table.sort_values(sort_by, ascending=ascending, na_position="last", kind="stable").reset_index(drop=True)
+
+
+def format_table(table: pd.DataFrame) -> str:
+    if table.empty:
+        return "no runs found"
+    return table.to_string(index=False, float_format=lambda v: f"{v:.4g}")
+
+
+def write_reports(table: pd.DataFrame, root: Path, out_dir: Path, sort_by: str) -> tuple[Path, Path]:
+    """comparison.csv and comparison.html (the table, metric against each varied hyperparameter, curves)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    csv_path, html_path = out_dir / "comparison.csv", out_dir / "comparison.html"
+    table.to_csv(csv_path, index=False)
+    html_path.write_text(_html_report(table, root, sort_by))
+    return csv_path, html_path
+
+
+def _html_report(table: pd.DataFrame, root: Path, sort_by: str) -> str:
+    from transferlab import plots
+
+    figures = []
+    if not table.empty and sort_by in table.columns:
+        for parameter in varied_parameters(table):
+            figures.append(plots.metric_against(list(table[parameter]), list(table[sort_by]), parameter, sort_by))
+    curves = {run: _history(root / run) for run in table.get("run", [])}
+    curves = {run: rows for run, rows in curves.items() if rows}
+    for metric in ("val_accuracy", "val_loss"):
+        if any(metric in row for rows in curves.values() for row in rows):
+            figures.append(plots.overlaid_curves(curves, metric))
+    images = "\n".join(f'<img src="data:image/png;base64,{plots.to_base64_png(f)}">' for f in figures)
+    return (
+        "<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>transferlab: run comparison</title>"
+        "<style>body{font-family:sans-serif;margin:1.5em}table{border-collapse:collapse;font-size:13px}"
+        "td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}img{max-width:48%;margin:4px}</style>"
+        f"</head><body><h1>Runs under {html.escape(str(root))}</h1>"
+        f"<p>{len(table)} run(s), sorted by <b>{html.escape(sort_by)}</b>.</p>"
+        f"{table.to_html(index=False, float_format=lambda v: f'{v:.4g}', na_rep='')}"
+        f"<h2>Plots</h2>{images}</body></html>\n"
+    )
+
+
+def _history(run_dir: Path) -> list[dict]:
+    path = run_dir / "history.csv"
+    return pd.read_csv(path).to_dict("records") if path.is_file() else []

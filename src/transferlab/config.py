@@ -199,6 +199,23 @@ class LoggerConfig:
     mlflow: Optional[MlflowConfig] = None
 
 
+BASELINE_ESTIMATORS = ("logistic_regression", "linear_svm", "knn")
+
+
+@dataclass
+class BaselineConfig:
+    """A scikit-learn classifier on the pretrained base's pooled features, fitted before any training.
+
+    The cheapest transfer baseline: its test accuracy is reported beside the neural head's.
+    """
+
+    # logistic_regression, linear_svm, knn, or null to skip it.
+    estimator: Optional[str] = "logistic_regression"
+    # Inverse regularisation strength (logistic_regression, linear_svm); neighbours for knn.
+    C: float = 1.0
+    neighbors: int = 5
+
+
 @dataclass
 class PathsConfig:
     # Downloads, unpacked archives and built-in datasets.
@@ -223,6 +240,7 @@ class ExperimentConfig:
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
+    baseline: BaselineConfig = field(default_factory=BaselineConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)
 
 
@@ -340,6 +358,11 @@ def validate(cfg: ExperimentConfig) -> None:
         _require(0.0 <= value <= 1.0, f"augmentation.{key}", value, "must be a factor in [0, 1]")
     if cfg.base_model.alpha is not None:
         _require(cfg.base_model.alpha > 0, "base_model.alpha", cfg.base_model.alpha, "must be positive")
+    if cfg.baseline.estimator is not None:
+        est = cfg.baseline.estimator
+        _require(est in BASELINE_ESTIMATORS, "baseline.estimator", est, f"must be one of {', '.join(BASELINE_ESTIMATORS)} or null")
+        _require(cfg.baseline.C > 0, "baseline.C", cfg.baseline.C, "must be positive")
+        _require(cfg.baseline.neighbors > 0, "baseline.neighbors", cfg.baseline.neighbors, "must be positive")
     if cfg.logger.neptune is not None:
         mode = cfg.logger.neptune.mode
         _require(mode in NEPTUNE_MODES, "logger.neptune.mode", mode, f"must be one of {', '.join(NEPTUNE_MODES)}")

@@ -16,6 +16,7 @@ from dataclasses import replace
 import keras
 import numpy as np
 
+from transferlab.config import BaselineConfig
 from transferlab.data import ImageData, shuffled_epochs
 from transferlab.models import BASE_LAYER
 
@@ -63,3 +64,41 @@ def cached_feature_data(extractor: keras.Model, data: ImageData) -> ImageData:
         train_in_order=train.batch(data.batch_size),
         validation=validation,
     )
+
+
+def pooled(features: np.ndarray) -> np.ndarray:
+    """Global average pooling of feature maps; vectors pass through."""
+    return features.mean(axis=(1, 2)) if features.ndim == 4 else features.reshape(len(features), -1)
+
+
+def make_estimator(cfg: BaselineConfig):
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.neighbors import KNeighborsClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.svm import LinearSVC
+
+    estimators = {
+        "logistic_regression": lambda: LogisticRegression(C=cfg.C, max_iter=5000),
+        "linear_svm": lambda: LinearSVC(C=cfg.C, max_iter=20000),
+        "knn": lambda: KNeighborsClassifier(n_neighbors=cfg.neighbors),
+    }
+    return make_pipeline(StandardScaler(), estimators[cfg.estimator]())
+
+
+def fit_baseline(cfg: BaselineConfig, model: keras.Model, data: ImageData) -> dict[str, float]:
+    """Fit the configured scikit-learn classifier on the frozen base's pooled training features."""
+    if data.test is None:
+        return {}
+    start = time.perf_counter()
+    extractor, _ = split_model(model)
+    x_train, y_train = extract(extractor, data.train_in_order)
+    x_test, y_test = extract(extractor, data.test)
+    estimator = make_estimator(cfg).fit(pooled(x_train), y_train)
+    metrics = {
+        "baseline/train_accuracy": float(estimator.score(pooled(x_train), y_train)),
+        "baseline/test_accuracy": float(estimator.score(pooled(x_test), y_test)),
+    }
+    log.info("%s on frozen base features: test accuracy %.4f (%.1fs)", cfg.estimator,
+             metrics["baseline/test_accuracy"], time.perf_counter() - start)
+    return metrics

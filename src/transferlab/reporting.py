@@ -69,6 +69,7 @@ def evaluate_and_save(
     run_dir: Path,
     started: float,
     tracking: Optional[dict] = None,
+    baseline: Optional[dict[str, float]] = None,
 ) -> RunSummary:
     """Write history and final model, evaluate on the test split, draw the plots, and write summary.json."""
     write_history(result.history, run_dir / "history.csv")
@@ -81,7 +82,7 @@ def evaluate_and_save(
     summary = RunSummary(
         status="completed",
         run_dir=str(run_dir),
-        metrics=run_metrics(result, test_metrics, monitor, mode),
+        metrics={**run_metrics(result, test_metrics, monitor, mode), **(baseline or {})},
         phases=phase_summaries(result, monitor, mode),
         epochs=len(result.history),
         class_names=data.class_names,

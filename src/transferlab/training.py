@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from pathlib import Path
@@ -75,13 +76,26 @@ def _train_and_report(cfg: ExperimentConfig, plan: DatasetPlan, image_size, run_
     checkpoint = load_checkpoint(run_dir / "checkpoints") if cfg.resume else None
     model = checkpoint.load_model() if checkpoint else build_model(cfg.base_model, cfg.head, task)
     check_unfreeze(model, cfg.schedule)
+    baseline = baseline_metrics(cfg, model, data, run_dir, resumed=checkpoint is not None)
     with open_trackers(cfg, run_dir) as trackers:
         trackers.log_params(flatten(cfg))
         result = run_schedule(
             model, data, cfg.schedule, cfg.optimizer, task, trackers, run_dir, cfg.trainer.verbose, checkpoint,
             augmented=build_augmentation(cfg.augmentation, 0) is not None,
         )
-        summary = evaluate_and_save(model, data, result, cfg, run_dir, started, trackers.run_info())
+        summary = evaluate_and_save(model, data, result, cfg, run_dir, started, trackers.run_info(), baseline)
         trackers.log_summary(summary.to_dict())
         trackers.log_artifacts(run_dir)  # config, final model, history, summary and plots
     return summary
+
+
+def baseline_metrics(cfg: ExperimentConfig, model, data, run_dir: Path, resumed: bool) -> dict[str, float]:
+    """The scikit-learn baseline on the still-pretrained base, kept in baseline.json for a resumed run."""
+    from transferlab.features import fit_baseline
+
+    path = run_dir / "baseline.json"
+    if resumed and path.is_file():
+        return json.loads(path.read_text())
+    metrics = fit_baseline(cfg.baseline, model, data) if cfg.baseline.estimator else {}
+    write_json(metrics, path)
+    return metrics

@@ -1,0 +1,108 @@
+"""Prediction with a trained run's model, or with a stock ImageNet classifier from keras.applications."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from transferlab.data import IMAGE_SUFFIXES
+from transferlab.errors import ConfigError, DataError, ModelError
+
+
+def image_files(inputs: list[str]) -> list[Path]:
+    """The image files named, and those inside the folders named (recursively), in a stable order."""
+    files: list[Path] = []
+    for item in map(Path, inputs):
+        if item.is_dir():
+            files.extend(sorted(p for p in item.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES))
+        elif item.is_file():
+            files.append(item)
+        else:
+            raise DataError(f"'{item}' is neither an image file nor a folder")
+    if not files:
+        raise DataError(f"no image files ({', '.join(IMAGE_SUFFIXES)}) in {', '.join(inputs)}")
+    return files
+
+
+def load_images(files: list[Path], size: tuple[int, int]) -> np.ndarray:
+    """RGB pixels 0..255 at the model's input size, as training fed them."""
+    from PIL import Image
+
+    batch = []
+    for file in files:
+        try:
+            with Image.open(file) as image:
+                batch.append(np.asarray(image.convert("RGB").resize((size[1], size[0]), Image.BILINEAR), "float32"))
+        except OSError as exc:
+            raise DataError(f"cannot read image '{file}': {exc}") from exc
+    return np.stack(batch)
+
+
+def load_run(run_dir: Path):
+    """A finished run's final model and class names."""
+    from transferlab.models import load_trained_model
+
+    summary_path, model_path = run_dir / "summary.json", run_dir / "model.keras"
+    if not model_path.is_file() or not summary_path.is_file():
+        raise ConfigError(f"'{run_dir}' is not a finished run directory (it needs model.keras and summary.json)")
+    class_names = json.loads(summary_path.read_text()).get("class_names")
+    if not class_names:
+        raise ConfigError(f"'{summary_path}' lists no class names; was the run completed?")
+    return load_trained_model(str(model_path)), class_names
+
+
+def probabilities(logits: np.ndarray) -> np.ndarray:
+    """Class probabilities from the model's logits: one logit means two classes (sigmoid)."""
+    if logits.shape[-1] == 1:
+        positive = 1.0 / (1.0 + np.exp(-logits[:, 0]))
+        return np.stack([1.0 - positive, positive], axis=1)
+    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return shifted / shifted.sum(axis=1, keepdims=True)
+
+
+def top_k_rows(files: list[Path], probs: np.ndarray, class_names: list[str], k: int) -> list[dict]:
+    rows = []
+    for file, p in zip(files, probs, strict=True):
+        for rank, index in enumerate(np.argsort(-p)[:k], start=1):
+            rows.append({"file": str(file), "rank": rank, "class": class_names[index], "probability": float(p[index])})
+    return rows
+
+
+def predict_with_run(run_dir: Path, inputs: list[str], k: int, batch_size: int = 32) -> list[dict]:
+    model, class_names = load_run(run_dir)
+    files = image_files(inputs)
+    size = tuple(model.input_shape[1:3])
+    probs = np.concatenate(
+        [probabilities(np.asarray(model.predict_on_batch(load_images(files[i : i + batch_size], size))))
+         for i in range(0, len(files), batch_size)]
+    )
+    return top_k_rows(files, probs, class_names, min(k, len(class_names)))
+
+
+def predict_with_imagenet(name: str, inputs: list[str], k: int) -> list[dict]:
+    """A keras.applications classifier with its ImageNet top, decoded to the 1,000 class names."""
+    import keras
+
+    from transferlab.bases import get_base_spec
+
+    spec = get_base_spec(name)
+    if spec.constructor.split(":")[0] != "keras.applications":
+        raise ConfigError(f"'{name}' is not a keras.applications model with an ImageNet classifier")
+    files = image_files(inputs)
+    try:
+        model = spec.load("constructor")(weights="imagenet")
+        decoded = keras.applications.imagenet_utils.decode_predictions
+        images = spec.load("preprocess")(load_images(files, (spec.default_size, spec.default_size)))
+        predictions = decoded(np.asarray(model.predict(images, verbose=0)), top=k)
+    except Exception as exc:  # Keras' downloader raises a bare Exception offline
+        raise ModelError(
+            f"cannot load the ImageNet classifier {name} or its class names ({str(exc).splitlines()[0]}); "
+            "they are downloaded once into $KERAS_HOME/models (default ~/.keras/models)"
+        ) from exc
+    return [
+        {"file": str(file), "rank": rank, "class": label, "probability": float(score)}
+        for file, top in zip(files, predictions, strict=True)
+        for rank, (_, label, score) in enumerate(top, start=1)
+    ]

@@ -1,0 +1,71 @@
+"""Prediction with a trained run, and the scikit-learn baseline on frozen features."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import transferlab
+from conftest import ROOT, compose_config, tiny_overrides, write_class_images
+
+
+@pytest.fixture(scope="module")
+def three_class_run(tmp_path_factory, base_weights):
+    data = write_class_images(tmp_path_factory.mktemp("pred") / "shapes", 10, classes=("a", "b", "c"))
+    out = tmp_path_factory.mktemp("pred_run") / "run"
+    summary = transferlab.train(compose_config(tiny_overrides(
+        data, out, base_weights, "schedule.head.epochs=4", "schedule.fine_tune.epochs=0", "baseline.estimator=knn",
+        "baseline.neighbors=3",
+    )))
+    return data, out, summary
+
+
+def test_baseline_is_fitted_on_frozen_features_and_reported(three_class_run):
+    _, out, summary = three_class_run
+    assert {"baseline/train_accuracy", "baseline/test_accuracy"} <= set(summary.metrics)
+    # Three bands of brightness are trivially separable for k-NN on the base's pooled features.
+    assert summary.metrics["baseline/test_accuracy"] > 0.6
+    assert json.loads((out / "baseline.json").read_text()) == {
+        k: v for k, v in summary.metrics.items() if k.startswith("baseline/")
+    }
+
+
+def test_predict_script_ranks_classes_with_probabilities(three_class_run, tmp_path):
+    data, out, summary = three_class_run
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "predict.py"), str(out), str(data / "a"),
+         str(next((data / "b").glob("*.png"))), "--top-k", "2", "--csv", str(tmp_path / "p.csv")],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    table = pd.read_csv(tmp_path / "p.csv")
+    assert len(table) == 2 * 11 and set(table["rank"]) == {1, 2}
+    assert set(table["class"]) <= {"a", "b", "c"}
+    first = table[table["rank"] == 1]
+    assert (table.groupby("file")["probability"].sum() <= 1.0 + 1e-6).all()
+    assert (first["probability"].to_numpy() >= table[table["rank"] == 2]["probability"].to_numpy()).all()
+    assert "file" in result.stdout and "probability" in result.stdout
+
+
+def test_probabilities_sum_to_one_for_binary_and_multiclass():
+    from transferlab.predict import probabilities
+
+    binary = probabilities(np.array([[0.0], [3.0], [-2.0]]))
+    multi = probabilities(np.array([[1.0, 2.0, 3.0], [0.0, 0.0, 0.0]]))
+    np.testing.assert_allclose(binary.sum(axis=1), 1.0)
+    np.testing.assert_allclose(multi.sum(axis=1), 1.0)
+    assert binary[1, 1] > 0.9 and multi[0].argmax() == 2
+
+
+def test_predict_refuses_a_folder_that_is_not_a_run(tmp_path):
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "predict.py"), str(tmp_path), str(tmp_path)],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].startswith("error: ") and "not a finished run directory" in result.stderr

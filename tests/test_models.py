@@ -94,6 +94,6 @@ def test_training_order_depends_only_on_seed_and_epoch(tmp_path):
         batches = [y.numpy().tolist() + [float(x.numpy().sum())] for x, y in ds.take(n * steps)]
         return [batches[i * steps : (i + 1) * steps] for i in range(n)]
 
-    from_start = epochs(data.train_from(0), 4)
+    from_start = epochs(data.train_from(0, 4), 4)
     assert from_start[2] == epochs(data.train_from(2), 1)[0]
     assert from_start[0] != from_start[1]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -69,3 +70,22 @@ def test_predict_refuses_a_folder_that_is_not_a_run(tmp_path):
     )
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1].startswith("error: ") and "not a finished run directory" in result.stderr
+
+
+def test_extract_script_saves_pooled_features_and_the_baseline(image_folder, base_weights, tmp_path):
+    args = [o for o in tiny_overrides(image_folder, tmp_path, base_weights) if not o.startswith("paths.")]
+    out = tmp_path / "extracted"
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "extract.py"), *args, f"hydra.run.dir={out}"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+        env={**os.environ, "TRANSFERLAB_DATA_DIR": str(tmp_path / "data")},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    with np.load(out / "features.npz") as arrays:
+        assert list(arrays["class_names"]) == ["cat", "dog"]
+        assert arrays["x_train"].shape == (12, 128) and arrays["y_train"].shape == (12,)
+        assert len(arrays["y_test"]) == 8 and len(arrays["y_validation"]) == 8
+    extraction = json.loads((out / "extraction.json").read_text())
+    assert extraction["counts"] == {"train": 12, "validation": 8, "test": 8}
+    assert 0.0 <= extraction["metrics"]["baseline/test_accuracy"] <= 1.0
+    assert not (out / "model.keras").exists()  # nothing trained

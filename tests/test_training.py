@@ -122,7 +122,8 @@ def test_unfreeze_top_layers_trains_only_those(image_folder, base_weights, tmp_p
 
 
 def test_unfreeze_from_a_named_layer(image_folder, base_weights, tmp_path):
-    run(image_folder, tmp_path / "r", base_weights, "schedule.fine_tune.unfreeze=block2_conv")
+    # Seed 0 also pins a fixed bug: TensorFlow's seed handling failed on a global seed of 0.
+    run(image_folder, tmp_path / "r", base_weights, "schedule.fine_tune.unfreeze=block2_conv", "trainer.seed=0")
     before, after = reference_base(base_weights), base_weights_by_name(load(tmp_path / "r"))
     assert same(before["block1_conv"], after["block1_conv"])
     assert not same(before["block2_conv"], after["block2_conv"])

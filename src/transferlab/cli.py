@@ -36,6 +36,19 @@ def run_from_hydra(cfg: DictConfig) -> float:
     return summary.metric(cfg.optimized_metric)
 
 
+def run_extraction_from_hydra(cfg: DictConfig) -> None:
+    """Extract features from a Hydra-composed config and print where they went and the baseline."""
+    from transferlab.training import extract_features
+
+    try:
+        result = extract_features(cfg)
+    except TransferlabError as exc:
+        if _in_multirun():
+            raise
+        fail(str(exc))
+    log.info("features of %s written to %s; baseline %s", result["counts"], result["features"], result["metrics"])
+
+
 def main_with_clear_errors(hydra_main: Callable[[], object]) -> None:
     """Run a `@hydra.main` function, turning config composition errors into one line."""
     wants_traceback = os.environ.get("HYDRA_FULL_ERROR") == "1"

@@ -74,7 +74,7 @@ class ImageData:
     """The tf.data splits ready for `fit`, plus what the model and the report need to know."""
 
     plan: DatasetPlan
-    train_epoch: Callable[["tf.Tensor"], "tf.data.Dataset"]  # epoch number -> that epoch's batches
+    train_epoch: Callable[[int], "tf.data.Dataset"]  # epoch number -> that epoch's batches
     steps_per_epoch: int
     train_in_order: "tf.data.Dataset"  # every training image once, unshuffled, unaugmented
     validation: Optional["tf.data.Dataset"]
@@ -86,15 +86,18 @@ class ImageData:
     def class_names(self) -> list[str]:
         return self.plan.class_names
 
-    def train_from(self, epoch: int) -> "tf.data.Dataset":
-        """Endless training batches from `epoch` on, for `fit(steps_per_epoch=...)`.
+    def train_from(self, epoch: int, epochs: int = 1) -> "tf.data.Dataset":
+        """Training batches of `epochs` epochs from `epoch` on, for `fit(steps_per_epoch=...)`.
 
         Each epoch is shuffled with a seed made of the run's seed and the epoch number, so the
         order depends on nothing else: a resumed run sees exactly the batches the killed one would.
         """
         import tensorflow as tf
 
-        return tf.data.Dataset.range(epoch, 1 << 62).flat_map(self.train_epoch).prefetch(tf.data.AUTOTUNE)
+        batches = self.train_epoch(epoch)
+        for later in range(epoch + 1, epoch + epochs):
+            batches = batches.concatenate(self.train_epoch(later))
+        return batches.prefetch(tf.data.AUTOTUNE)
 
 
 def locate_dataset(cfg: DatasetConfig, data_dir: str) -> Path:
@@ -296,11 +299,11 @@ def build_pipelines(
 
 def shuffled_epochs(
     elements: "tf.data.Dataset", size: int, batch_size: int, seed: int, augment=None
-) -> Callable[["tf.Tensor"], "tf.data.Dataset"]:
+) -> Callable[[int], "tf.data.Dataset"]:
     """Epoch number -> that epoch's batches, shuffled with a seed made of the run's seed and the epoch."""
     import tensorflow as tf
 
-    def one_epoch(epoch: tf.Tensor) -> tf.data.Dataset:
+    def one_epoch(epoch: int) -> tf.data.Dataset:
         ds = elements.shuffle(size, seed=seed * 1_000_003 + epoch).batch(batch_size)
         if augment is not None:
             ds = ds.map(lambda x, y: (augment(x, training=True), y), num_parallel_calls=tf.data.AUTOTUNE)

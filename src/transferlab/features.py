@@ -43,7 +43,7 @@ def extract(extractor: keras.Model, batches) -> tuple[np.ndarray, np.ndarray]:
     """Run the extractor over labelled batches once; features and labels in dataset order."""
     features, labels = [], []
     for images, y in batches:
-        features.append(np.asarray(extractor(images, training=False)))
+        features.append(np.asarray(extractor.predict_on_batch(images)))
         labels.append(np.asarray(y))
     return np.concatenate(features), np.concatenate(labels)
 
@@ -102,3 +102,17 @@ def fit_baseline(cfg: BaselineConfig, model: keras.Model, data: ImageData) -> di
     log.info("%s on frozen base features: test accuracy %.4f (%.1fs)", cfg.estimator,
              metrics["baseline/test_accuracy"], time.perf_counter() - start)
     return metrics
+
+
+def export_features(model: keras.Model, data: ImageData, path) -> dict[str, int]:
+    """Pooled base features and labels of every split, in one NumPy `.npz` file."""
+    extractor, _ = split_model(model)
+    arrays, counts = {}, {}
+    for split, batches in (("train", data.train_in_order), ("validation", data.validation), ("test", data.test)):
+        if batches is None:
+            continue
+        features, labels = extract(extractor, batches)
+        arrays[f"x_{split}"], arrays[f"y_{split}"] = pooled(features), labels
+        counts[split] = len(labels)
+    np.savez(path, class_names=np.array(data.class_names), **arrays)
+    return counts

@@ -55,6 +55,7 @@ class PhaseResult:
     wall_time_s: float
     stopped_early: bool
     trainable_params: int
+    feature_extraction_s: float = 0.0  # the one pass of the frozen base when phase 1 trains on cached features
 
 
 @dataclass
@@ -260,10 +261,12 @@ def run_schedule(
             set_trainable_for_phase(model, phase)
             compile_model(model, optimizer, phase.lr, task)
         recorder.phase = phase
-        fit_model, fit_data = model, data
+        fit_model, fit_data, extraction_s = model, data, 0.0
         if phase.cache_features:
             extractor, fit_model = split_model(model)
+            started = time.perf_counter()
             fit_data = cached_feature_data(extractor, data)
+            extraction_s = time.perf_counter() - started
             compile_model(fit_model, model.optimizer, phase.lr, task)  # shared optimizer: its state is saved with the model
         early_stop = None
         if phase.patience is not None:
@@ -274,34 +277,36 @@ def run_schedule(
             )
         checkpointer.early_stop = early_stop
         stopped = bool(state.early_stopping.get("stopped_epoch"))
+        last_epoch = state.epoch if stopped else state.phase_first_epoch + phase.epochs
         fit_model.fit(
-            fit_data.train_from(state.epoch),
+            fit_data.train_from(state.epoch, max(1, last_epoch - state.epoch)),
             steps_per_epoch=fit_data.steps_per_epoch,
             validation_data=fit_data.validation,
             initial_epoch=state.epoch,
             # An early stop decided just before a crash is kept: fit then only restores the best weights.
-            epochs=state.epoch if stopped else state.phase_first_epoch + phase.epochs,
+            epochs=last_epoch,
             callbacks=[recorder, best_checkpoint, keras.callbacks.TerminateOnNaN(), *filter(None, [early_stop]), checkpointer],
             verbose=verbose,
             shuffle=False,  # the tf.data pipeline shuffles; Keras would only warn
         )
         _raise_if_diverged(state.history, phase)
         state.finished_phases.append(phase.name)
-        state.phase_results.append(asdict(_phase_result(phase, state, model)))
+        state.phase_results.append(asdict(_phase_result(phase, state, model, extraction_s)))
         save_checkpoint(run_dir / "checkpoints", model, state)
     return ScheduleResult([PhaseResult(**r) for r in state.phase_results], state.history)
 
 
-def _phase_result(phase: Phase, state: ScheduleState, model: keras.Model) -> PhaseResult:
+def _phase_result(phase: Phase, state: ScheduleState, model: keras.Model, extraction_s: float) -> PhaseResult:
     rows = [r for r in state.history if r["phase"] == phase.name]
     return PhaseResult(
         name=phase.name,
         first_epoch=state.phase_first_epoch + 1,
         epochs_run=len(rows),
         lr=phase.lr,
-        wall_time_s=sum(r["epoch_time_s"] for r in rows),
+        wall_time_s=sum(r["epoch_time_s"] for r in rows) + extraction_s,
         stopped_early=bool(state.early_stopping.get("stopped_epoch")),
         trainable_params=sum(int(math.prod(w.shape)) for w in model.trainable_weights),
+        feature_extraction_s=extraction_s,
     )
 
 

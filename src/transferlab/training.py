@@ -99,3 +99,27 @@ def baseline_metrics(cfg: ExperimentConfig, model, data, run_dir: Path, resumed:
     metrics = fit_baseline(cfg.baseline, model, data) if cfg.baseline.estimator else {}
     write_json(metrics, path)
     return metrics
+
+
+def extract_features(cfg: ExperimentConfig | DictConfig) -> dict[str, object]:
+    """Feature extraction, the second use of a pretrained model: the frozen base run once over every
+    split, its pooled features saved as features.npz, and the scikit-learn baseline fitted on them."""
+    from transferlab.data import build_pipelines
+    from transferlab.features import export_features, fit_baseline
+    from transferlab.models import TaskSpec, build_model
+    from transferlab.repro import seed_everything
+
+    cfg = to_experiment_config(cfg)
+    image_size = check_model_config(cfg)
+    plan = plan_data(cfg)
+    run_dir = prepare_run_dir(cfg)
+    seed_everything(cfg.trainer.seed, cfg.trainer.deterministic)
+    data = build_pipelines(plan, cfg.dataset, image_size, cfg.augmentation, cfg.trainer.seed)
+    model = build_model(cfg.base_model, cfg.head, TaskSpec(image_size, len(plan.class_names)))
+    result = {
+        "features": str(run_dir / "features.npz"),
+        "counts": export_features(model, data, run_dir / "features.npz"),
+        "metrics": fit_baseline(cfg.baseline, model, data) if cfg.baseline.estimator else {},
+    }
+    write_json(result, run_dir / "extraction.json")
+    return result

@@ -107,7 +107,7 @@ def comparison_table(runs: pd.DataFrame, sort_by: Optional[str] = None, ascendin
     if runs.empty:
         return runs
     sort_by = sort_by or default_sort_metric(runs)
-    metrics = sorted(c for c in runs.columns if c.startswith(("test/", "best/", "final/")))
+    metrics = sorted(c for c in runs.columns if c.startswith(("test/", "best/", "final/", "baseline/")))
     if sort_by not in runs.columns:
         raise ConfigError(f"cannot sort by '{sort_by}': no run has it; use one of {', '.join(metrics) or 'run'}")
     if ascending is None:

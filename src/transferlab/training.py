@@ -20,10 +20,7 @@ log = logging.getLogger(__name__)
 
 def train(cfg: ExperimentConfig | DictConfig) -> RunSummary:
     """Run one two-phase transfer-learning experiment and return its summary."""
-    cfg = to_experiment_config(cfg)
-    image_size = check_model_config(cfg)
-    plan = plan_data(cfg)  # every data error surfaces here, before TensorFlow is imported
-    run_dir = prepare_run_dir(cfg)
+    cfg, image_size, plan, run_dir = checked_setup(cfg)
     try:
         with stop_on_signals():
             summary = _train_and_report(cfg, plan, image_size, run_dir)
@@ -40,6 +37,14 @@ def train(cfg: ExperimentConfig | DictConfig) -> RunSummary:
         raise
     log.info("run finished in %s: %s", run_dir, {k: round(v, 4) for k, v in summary.metrics.items()})
     return summary
+
+
+def checked_setup(cfg: ExperimentConfig | DictConfig) -> tuple[ExperimentConfig, tuple[int, int], DatasetPlan, Path]:
+    """Config, input size, data plan and run directory: every check that needs no TensorFlow."""
+    cfg = to_experiment_config(cfg)
+    image_size = check_model_config(cfg)
+    plan = plan_data(cfg)  # every data error surfaces here, before TensorFlow is imported
+    return cfg, image_size, plan, prepare_run_dir(cfg)
 
 
 def check_model_config(cfg: ExperimentConfig) -> tuple[int, int]:
@@ -109,10 +114,7 @@ def extract_features(cfg: ExperimentConfig | DictConfig) -> dict[str, object]:
     from transferlab.models import TaskSpec, build_model
     from transferlab.repro import seed_everything
 
-    cfg = to_experiment_config(cfg)
-    image_size = check_model_config(cfg)
-    plan = plan_data(cfg)
-    run_dir = prepare_run_dir(cfg)
+    cfg, image_size, plan, run_dir = checked_setup(cfg)
     seed_everything(cfg.trainer.seed, cfg.trainer.deterministic)
     data = build_pipelines(plan, cfg.dataset, image_size, cfg.augmentation, cfg.trainer.seed)
     model = build_model(cfg.base_model, cfg.head, TaskSpec(image_size, len(plan.class_names)))

@@ -261,13 +261,7 @@ def run_schedule(
             set_trainable_for_phase(model, phase)
             compile_model(model, optimizer, phase.lr, task)
         recorder.phase = phase
-        fit_model, fit_data, extraction_s = model, data, 0.0
-        if phase.cache_features:
-            extractor, fit_model = split_model(model)
-            started = time.perf_counter()
-            fit_data = cached_feature_data(extractor, data)
-            extraction_s = time.perf_counter() - started
-            compile_model(fit_model, model.optimizer, phase.lr, task)  # shared optimizer: its state is saved with the model
+        fit_model, fit_data, extraction_s = _what_to_fit(model, data, phase, task)
         early_stop = None
         if phase.patience is not None:
             early_stop = ResumableEarlyStopping(
@@ -294,6 +288,22 @@ def run_schedule(
         state.phase_results.append(asdict(_phase_result(phase, state, model, extraction_s)))
         save_checkpoint(run_dir / "checkpoints", model, state)
     return ScheduleResult([PhaseResult(**r) for r in state.phase_results], state.history)
+
+
+def _what_to_fit(model: keras.Model, data: ImageData, phase: Phase, task: TaskSpec) -> tuple[keras.Model, ImageData, float]:
+    """The model and data a phase fits, and the seconds spent caching features for it.
+
+    With cached features, fit trains the head alone (the model's own head layers) on the base's
+    stored outputs, with the model's optimizer so its state is saved with the model.
+    """
+    if not phase.cache_features:
+        return model, data, 0.0
+    extractor, head = split_model(model)
+    started = time.perf_counter()
+    features = cached_feature_data(extractor, data)
+    extraction_s = time.perf_counter() - started
+    compile_model(head, model.optimizer, phase.lr, task)
+    return head, features, extraction_s
 
 
 def _phase_result(phase: Phase, state: ScheduleState, model: keras.Model, extraction_s: float) -> PhaseResult:

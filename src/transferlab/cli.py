@@ -6,7 +6,8 @@ import logging
 import os
 import re
 import sys
-from typing import Callable
+from contextlib import contextmanager
+from typing import Callable, Iterator
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import HydraException
@@ -24,15 +25,8 @@ def run_from_hydra(cfg: DictConfig) -> float:
     """Train from a Hydra-composed config and return the optimized metric to the sweeper."""
     from transferlab.training import train
 
-    try:
+    with one_line_errors():
         summary = train(cfg)
-    except TransferlabError as exc:
-        if _in_multirun():
-            raise  # Hydra records the job as failed and the sweep goes on
-        log.error("%s", exc)
-        fail(str(exc))
-    except KeyboardInterrupt as exc:
-        fail(f"interrupted ({exc or 'Ctrl-C'}); completed epochs are checkpointed: add resume=true to continue", 130)
     return summary.metric(cfg.optimized_metric)
 
 
@@ -40,13 +34,23 @@ def run_extraction_from_hydra(cfg: DictConfig) -> None:
     """Extract features from a Hydra-composed config and print where they went and the baseline."""
     from transferlab.training import extract_features
 
-    try:
+    with one_line_errors():
         result = extract_features(cfg)
+    log.info("features of %s written to %s; baseline %s", result["counts"], result["features"], result["metrics"])
+
+
+@contextmanager
+def one_line_errors() -> Iterator[None]:
+    """A fixable error ends a single run with one line; in a sweep Hydra records the job as failed."""
+    try:
+        yield
     except TransferlabError as exc:
         if _in_multirun():
-            raise
+            raise  # the sweep goes on with the other jobs
+        log.error("%s", exc)
         fail(str(exc))
-    log.info("features of %s written to %s; baseline %s", result["counts"], result["features"], result["metrics"])
+    except KeyboardInterrupt as exc:
+        fail(f"interrupted ({exc or 'Ctrl-C'}); completed epochs are checkpointed: add resume=true to continue", 130)
 
 
 def main_with_clear_errors(hydra_main: Callable[[], object]) -> None:

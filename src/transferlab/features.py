@@ -90,29 +90,32 @@ def fit_baseline(cfg: BaselineConfig, model: keras.Model, data: ImageData) -> di
     """Fit the configured scikit-learn classifier on the frozen base's pooled training features."""
     if data.test is None:
         return {}
-    start = time.perf_counter()
     extractor, _ = split_model(model)
-    x_train, y_train = extract(extractor, data.train_in_order)
-    x_test, y_test = extract(extractor, data.test)
-    estimator = make_estimator(cfg).fit(pooled(x_train), y_train)
+    (x_train, y_train), (x_test, y_test) = (extract(extractor, b) for b in (data.train_in_order, data.test))
+    return score_baseline(cfg, pooled(x_train), y_train, pooled(x_test), y_test)
+
+
+def score_baseline(cfg: BaselineConfig, x_train, y_train, x_test, y_test) -> dict[str, float]:
+    """Train and test accuracy of the configured classifier on already pooled features."""
+    start = time.perf_counter()
+    estimator = make_estimator(cfg).fit(x_train, y_train)
     metrics = {
-        "baseline/train_accuracy": float(estimator.score(pooled(x_train), y_train)),
-        "baseline/test_accuracy": float(estimator.score(pooled(x_test), y_test)),
+        "baseline/train_accuracy": float(estimator.score(x_train, y_train)),
+        "baseline/test_accuracy": float(estimator.score(x_test, y_test)),
     }
     log.info("%s on frozen base features: test accuracy %.4f (%.1fs)", cfg.estimator,
              metrics["baseline/test_accuracy"], time.perf_counter() - start)
     return metrics
 
 
-def export_features(model: keras.Model, data: ImageData, path) -> dict[str, int]:
-    """Pooled base features and labels of every split, in one NumPy `.npz` file."""
+def export_features(model: keras.Model, data: ImageData, path) -> dict[str, np.ndarray]:
+    """Pooled base features and labels of every split (`x_train`, `y_train`, ...), also saved as `.npz`."""
     extractor, _ = split_model(model)
-    arrays, counts = {}, {}
+    arrays = {}
     for split, batches in (("train", data.train_in_order), ("validation", data.validation), ("test", data.test)):
         if batches is None:
             continue
         features, labels = extract(extractor, batches)
         arrays[f"x_{split}"], arrays[f"y_{split}"] = pooled(features), labels
-        counts[split] = len(labels)
     np.savez(path, class_names=np.array(data.class_names), **arrays)
-    return counts
+    return arrays

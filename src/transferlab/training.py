@@ -110,7 +110,7 @@ def extract_features(cfg: ExperimentConfig | DictConfig) -> dict[str, object]:
     """Feature extraction, the second use of a pretrained model: the frozen base run once over every
     split, its pooled features saved as features.npz, and the scikit-learn baseline fitted on them."""
     from transferlab.data import build_pipelines
-    from transferlab.features import export_features, fit_baseline
+    from transferlab.features import export_features, score_baseline
     from transferlab.models import TaskSpec, build_model
     from transferlab.repro import seed_everything
 
@@ -118,10 +118,14 @@ def extract_features(cfg: ExperimentConfig | DictConfig) -> dict[str, object]:
     seed_everything(cfg.trainer.seed, cfg.trainer.deterministic)
     data = build_pipelines(plan, cfg.dataset, image_size, cfg.augmentation, cfg.trainer.seed)
     model = build_model(cfg.base_model, cfg.head, TaskSpec(image_size, len(plan.class_names)))
+    arrays = export_features(model, data, run_dir / "features.npz")
+    fit = cfg.baseline.estimator and "x_test" in arrays
     result = {
         "features": str(run_dir / "features.npz"),
-        "counts": export_features(model, data, run_dir / "features.npz"),
-        "metrics": fit_baseline(cfg.baseline, model, data) if cfg.baseline.estimator else {},
+        "counts": {key[2:]: len(value) for key, value in arrays.items() if key.startswith("y_")},
+        # The baseline reuses the exported features: the base runs over each split once.
+        "metrics": score_baseline(cfg.baseline, *(arrays[k] for k in ("x_train", "y_train", "x_test", "y_test")))
+        if fit else {},
     }
     write_json(result, run_dir / "extraction.json")
     return result

@@ -38,6 +38,17 @@ class OptimizerName(str, Enum):
     sgd = "sgd"
 
 
+class DatasetKind(str, Enum):
+    images = "images"
+    text = "text"
+
+
+class HeadKind(str, Enum):
+    pool = "pool"
+    bilstm = "bilstm"
+    conv = "conv"
+
+
 class MonitorMode(str, Enum):
     auto = "auto"
     min = "min"
@@ -46,9 +57,11 @@ class MonitorMode(str, Enum):
 
 @dataclass
 class DatasetConfig:
-    """An image folder: `<path>/<class>/<images>`, or `train/`, `validation/`, `test/` folders of those."""
+    """Images: a folder `<path>/<class>/<images>`, or `train/`, `validation/`, `test/` folders of those.
+    Text: a CSV, TSV or Parquet table (or a glob of them) with a text column and a label column."""
 
     name: str = MISSING
+    kind: DatasetKind = DatasetKind.images
     path: str = MISSING
     # Archive (zip or tar) fetched and unpacked into `path` when `path` does not exist yet.
     url: Optional[str] = None
@@ -68,8 +81,21 @@ class DatasetConfig:
     # Keep only this many training images per class (few-shot studies); null keeps all.
     train_per_class: Optional[int] = None
     on_bad_file: BadFilePolicy = BadFilePolicy.fail
-    # Keep decoded, resized images in memory after the first epoch.
+    # Keep decoded, resized images (or vectorized texts) in memory after the first epoch.
     cache: bool = True
+    # Text tables only.
+    text_column: str = "text"
+    label_column: str = "label"
+    # A separate test table; null holds out `test_split` of `path` (seeded, stratified).
+    test_path: Optional[str] = None
+    # Field separator; null picks it from the suffix (.tsv and .txt: tab, otherwise comma).
+    separator: Optional[str] = None
+    # Column names for tables without a header line; null reads them from the first line.
+    column_names: Optional[list[str]] = None
+    # Vocabulary size including the padding and out-of-vocabulary tokens, and tokens per text
+    # (longer texts are cut, shorter ones padded at the end).
+    vocab_size: int = 10000
+    max_length: int = 100
 
 
 @dataclass
@@ -84,12 +110,25 @@ class BaseModelConfig:
     alpha: Optional[float] = None
     # Allow a `.keras` base with Lambda layers (runs code stored in the file).
     unsafe_deserialization: bool = False
+    # Word vectors (glove, word2vec, fasttext): a text-format file (plain, .gz, or a .zip holding
+    # `member`), or a URL downloaded once; `dim` is the vector size the file must have.
+    path: Optional[str] = None
+    url: Optional[str] = None
+    sha256: Optional[str] = None
+    member: Optional[str] = None
+    dim: Optional[int] = None
 
 
 @dataclass
 class HeadConfig:
     """The new classifier on top of the base features."""
 
+    # pool: pooling then dense layers; bilstm: a bidirectional LSTM over token vectors; conv: a 1-D
+    # convolution with global max pooling over token vectors (faster than the LSTM).
+    kind: HeadKind = HeadKind.pool
+    # LSTM units per direction (bilstm) or filters (conv).
+    units: int = 128
+    kernel_size: int = 5
     pooling: Pooling = Pooling.avg
     hidden_units: list[int] = field(default_factory=list)
     activation: str = "relu"
@@ -336,6 +375,10 @@ def validate(cfg: ExperimentConfig) -> None:
         )
     if ds.train_per_class is not None:
         _require(ds.train_per_class > 0, "dataset.train_per_class", ds.train_per_class, "must be positive or null")
+    _require(ds.vocab_size >= 3, "dataset.vocab_size", ds.vocab_size, "must be at least 3 (padding, unknown, one word)")
+    _require(ds.max_length > 0, "dataset.max_length", ds.max_length, "must be a positive number of tokens")
+    if cfg.base_model.dim is not None:
+        _require(cfg.base_model.dim > 0, "base_model.dim", cfg.base_model.dim, "must be a positive vector size")
     for phase_name in ("head", "fine_tune"):
         phase: PhaseConfig = getattr(sch, phase_name)
         _require(phase.epochs >= 0, f"schedule.{phase_name}.epochs", phase.epochs, "must be >= 0 (0 skips the phase)")
@@ -350,6 +393,8 @@ def validate(cfg: ExperimentConfig) -> None:
     )
     _require(0.0 <= cfg.head.dropout < 1.0, "head.dropout", cfg.head.dropout, "must be in [0, 1)")
     _require(all(u > 0 for u in cfg.head.hidden_units), "head.hidden_units", cfg.head.hidden_units, "must be positive sizes")
+    _require(cfg.head.units > 0, "head.units", cfg.head.units, "must be positive")
+    _require(cfg.head.kernel_size > 0, "head.kernel_size", cfg.head.kernel_size, "must be positive")
     aug = cfg.augmentation
     if aug.flip is not None:
         _require(aug.flip in FLIP_MODES, "augmentation.flip", aug.flip, f"must be one of {', '.join(FLIP_MODES)} or null")

@@ -21,7 +21,10 @@ from transferlab.download import fetch_and_unpack
 from transferlab.errors import DataError
 
 if TYPE_CHECKING:
+    import keras
     import tensorflow as tf
+
+    from transferlab.text import TextPlan
 
 log = logging.getLogger(__name__)
 
@@ -71,9 +74,13 @@ class DatasetPlan:
 
 @dataclass
 class ImageData:
-    """The tf.data splits ready for `fit`, plus what the model and the report need to know."""
+    """The tf.data splits ready for `fit`, plus what the model and the report need to know.
 
-    plan: DatasetPlan
+    The same shape serves text: then `plan` is a `TextPlan`, the batches hold token ids, and
+    `vectorizer` is the adapted TextVectorization layer the exported model puts in front.
+    """
+
+    plan: "DatasetPlan | TextPlan"
     train_epoch: Callable[[int], "tf.data.Dataset"]  # epoch number -> that epoch's batches
     steps_per_epoch: int
     train_in_order: "tf.data.Dataset"  # every training image once, unshuffled, unaugmented
@@ -81,10 +88,19 @@ class ImageData:
     test: Optional["tf.data.Dataset"]
     batch_size: int
     seed: int
+    vectorizer: Optional["keras.layers.TextVectorization"] = None
 
     @property
     def class_names(self) -> list[str]:
         return self.plan.class_names
+
+    def exported(self, model: "keras.Model") -> "keras.Model":
+        """The model as saved for prediction: raw pixels in, or raw strings in for text."""
+        if self.vectorizer is None:
+            return model
+        from transferlab.text import with_vectorizer
+
+        return with_vectorizer(model, self.vectorizer)
 
     def train_from(self, epoch: int, epochs: int = 1) -> "tf.data.Dataset":
         """Training batches of `epochs` epochs from `epoch` on, for `fit(steps_per_epoch=...)`.

@@ -67,8 +67,17 @@ def cached_feature_data(extractor: keras.Model, data: ImageData) -> ImageData:
 
 
 def pooled(features: np.ndarray) -> np.ndarray:
-    """Global average pooling of feature maps; vectors pass through."""
-    return features.mean(axis=(1, 2)) if features.ndim == 4 else features.reshape(len(features), -1)
+    """Global average pooling of feature maps; the mean word vector of token sequences; vectors pass through.
+
+    Token sequences average only the tokens with a vector: padding, unknown and uncovered words
+    are zero rows of the embedding and would otherwise shrink the mean of short texts.
+    """
+    if features.ndim == 4:
+        return features.mean(axis=(1, 2))
+    if features.ndim == 3:
+        present = np.any(features != 0, axis=2).sum(axis=1, keepdims=True)
+        return features.sum(axis=1) / np.maximum(present, 1)
+    return features.reshape(len(features), -1)
 
 
 def make_estimator(cfg: BaselineConfig):

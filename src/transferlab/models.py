@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Optional
 
 import keras
+import numpy as np
 
 from transferlab.bases import BaseSpec, WeightsKind, get_base_spec, resolve_weights
-from transferlab.config import AugmentationConfig, BaseModelConfig, HeadConfig, Pooling
+from transferlab.config import AugmentationConfig, BaseModelConfig, HeadConfig, HeadKind, Pooling
 from transferlab.errors import ModelError
 
 log = logging.getLogger(__name__)
@@ -25,10 +27,11 @@ OUTPUT_LAYER = "head_output"
 
 @dataclass(frozen=True)
 class TaskSpec:
-    """What the data tells the model: input size and number of classes."""
+    """What the data tells the model: input size (pixels, or tokens per text) and number of classes."""
 
-    image_size: tuple[int, int]
+    image_size: Optional[tuple[int, int]]
     num_classes: int
+    sequence_length: Optional[int] = None
 
     @property
     def binary(self) -> bool:
@@ -98,6 +101,24 @@ def build_model(base_cfg: BaseModelConfig, head_cfg: HeadConfig, task: TaskSpec)
     return keras.Model(inputs, outputs, name=f"transferlab_{spec.name}")
 
 
+def build_text_model(head_cfg: HeadConfig, task: TaskSpec, vocab_size: int, dim: int,
+                     vectors: Optional[np.ndarray]) -> keras.Model:
+    """Token ids in, logits out; the base is an embedding of the vocabulary, pretrained when `vectors` is given.
+
+    Padding (id 0) is masked, so a BiLSTM or pooling head reads only the real tokens; a convolution
+    cannot use a mask and sees padding as zero vectors.
+    """
+    tokens = keras.Input(shape=(task.sequence_length,), dtype="int64", name="tokens")
+    base_input = keras.Input(shape=(task.sequence_length,), dtype="int64", name="base_tokens")
+    masked = head_cfg.kind is not HeadKind.conv
+    embedding = keras.layers.Embedding(vocab_size, dim, mask_zero=masked, name="embedding")
+    base = keras.Model(base_input, embedding(base_input), name=BASE_LAYER)
+    if vectors is not None:
+        embedding.set_weights([vectors])
+    outputs = build_head(base(tokens, training=False), head_cfg, task)
+    return keras.Model(tokens, outputs, name="transferlab_text")
+
+
 def build_base(spec: BaseSpec, cfg: BaseModelConfig, image_size: tuple[int, int]) -> keras.Model:
     source = resolve_weights(spec, cfg.weights)
     if source.kind is WeightsKind.keras_model:
@@ -157,15 +178,16 @@ def _load_keras_base(path: str, unsafe: bool) -> keras.Model:
 
 
 def build_head(features, cfg: HeadConfig, task: TaskSpec):
-    """Pool, optional hidden layers, dropout, then logits (kept float32 for mixed precision)."""
+    """Pool (or read the token sequence), optional hidden layers, dropout, then logits (kept float32
+    for mixed precision)."""
     x = features
-    if len(x.shape) == 4:
-        pool = {
-            Pooling.avg: keras.layers.GlobalAveragePooling2D,
-            Pooling.max: keras.layers.GlobalMaxPooling2D,
-            Pooling.flatten: keras.layers.Flatten,
-        }[cfg.pooling]
-        x = pool(name="head_pool")(x)
+    if cfg.kind is HeadKind.bilstm:
+        x = keras.layers.Bidirectional(keras.layers.LSTM(cfg.units), name="head_bilstm")(x)
+    elif cfg.kind is HeadKind.conv:
+        x = keras.layers.Conv1D(cfg.units, cfg.kernel_size, padding="same", activation=cfg.activation, name="head_conv")(x)
+        x = keras.layers.GlobalMaxPooling1D(name="head_pool")(x)
+    elif len(x.shape) in (3, 4):
+        x = _pooling(cfg.pooling, spatial=len(x.shape) == 4)(name="head_pool")(x)
     for i, units in enumerate(cfg.hidden_units):
         x = keras.layers.Dense(units, activation=cfg.activation, name=f"head_dense_{i}")(x)
         if cfg.dropout > 0:
@@ -173,6 +195,15 @@ def build_head(features, cfg: HeadConfig, task: TaskSpec):
     if cfg.dropout > 0:
         x = keras.layers.Dropout(cfg.dropout, name="head_dropout")(x)
     return keras.layers.Dense(task.output_units, dtype="float32", name=OUTPUT_LAYER)(x)
+
+
+def _pooling(pooling: Pooling, spatial: bool) -> type[keras.layers.Layer]:
+    """Pooling over image positions (spatial) or over tokens, where the average skips padding."""
+    if pooling is Pooling.flatten:
+        return keras.layers.Flatten
+    if spatial:
+        return keras.layers.GlobalAveragePooling2D if pooling is Pooling.avg else keras.layers.GlobalMaxPooling2D
+    return keras.layers.GlobalAveragePooling1D if pooling is Pooling.avg else keras.layers.GlobalMaxPooling1D
 
 
 def build_augmentation(cfg: AugmentationConfig, seed: int) -> keras.Sequential | None:

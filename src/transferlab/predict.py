@@ -1,8 +1,9 @@
-"""Prediction with a trained run's model, or with a stock ImageNet classifier from keras.applications."""
+"""Prediction with a trained run's model (images or texts), or with a stock ImageNet classifier from keras.applications."""
 
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -62,16 +63,58 @@ def probabilities(logits: np.ndarray) -> np.ndarray:
     return shifted / shifted.sum(axis=1, keepdims=True)
 
 
-def top_k_rows(files: list[Path], probs: np.ndarray, class_names: list[str], k: int) -> list[dict]:
+def top_k_rows(items: list, probs: np.ndarray, class_names: list[str], k: int, key: str = "file") -> list[dict]:
     rows = []
-    for file, p in zip(files, probs, strict=True):
+    for item, p in zip(items, probs, strict=True):
         for rank, index in enumerate(np.argsort(-p)[:k], start=1):
-            rows.append({"file": str(file), "rank": rank, "class": class_names[index], "probability": float(p[index])})
+            rows.append({key: str(item), "rank": rank, "class": class_names[index], "probability": float(p[index])})
     return rows
 
 
-def predict_with_run(run_dir: Path, inputs: list[str], k: int, batch_size: int = 32) -> list[dict]:
+def takes_text(model) -> bool:
+    return model.inputs[0].dtype == "string"
+
+
+def read_texts(inputs: list[str], column: str) -> list[str]:
+    """Texts from tables (CSV/TSV/Parquet: the `column`), plain text files (one per line), or stdin ("-")."""
+    import pandas as pd
+
+    texts: list[str] = []
+    for item in inputs:
+        if item == "-":
+            texts.extend(line.rstrip("\n") for line in sys.stdin if line.strip())
+            continue
+        path = Path(item)
+        if not path.is_file():
+            raise DataError(f"'{item}' is not a file; give CSV/TSV/Parquet tables, text files, or - for stdin")
+        if path.suffix in (".csv", ".tsv", ".parquet"):
+            table = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(
+                path, sep="\t" if path.suffix == ".tsv" else ",", dtype=str, keep_default_na=False
+            )
+            if column not in table.columns:
+                raise DataError(f"'{path}' has no column '{column}' (columns: {', '.join(table.columns)}); use --text-column")
+            texts.extend(table[column].astype(str))
+        else:
+            texts.extend(line for line in path.read_text(encoding="utf-8", errors="replace").splitlines() if line.strip())
+    if not texts:
+        raise DataError(f"no texts in {', '.join(inputs)}")
+    return texts
+
+
+def predict_with_run(
+    run_dir: Path, inputs: list[str], k: int, batch_size: int = 32, text_column: str = "text"
+) -> list[dict]:
+    """Top-k classes of images (files or folders) or of texts, with the run's own model."""
     model, class_names = load_run(run_dir)
+    if takes_text(model):
+        import tensorflow as tf
+
+        texts = read_texts(inputs, text_column)
+        probs = np.concatenate(
+            [probabilities(np.asarray(model.predict_on_batch(tf.constant(texts[i : i + batch_size]))))
+             for i in range(0, len(texts), batch_size)]
+        )
+        return top_k_rows(texts, probs, class_names, min(k, len(class_names)), key="text")
     files = image_files(inputs)
     size = tuple(model.input_shape[1:3])
     probs = np.concatenate(

@@ -73,10 +73,12 @@ def evaluate_and_save(
 ) -> RunSummary:
     """Write history and final model, evaluate on the test split, draw the plots, and write summary.json."""
     write_history(result.history, run_dir / "history.csv")
-    model.save(run_dir / "model.keras")
+    data.exported(model).save(run_dir / "model.keras")
     test_metrics, report, matrix, wrong = evaluate_test(model, data)
     if report:
         log.info("test split, per class:\n%s", format_report(report, data.class_names))
+    if data.vectorizer is not None:
+        write_misclassified_texts(wrong, data, run_dir / "misclassified.csv")
     write_plots(run_dir / "plots", result.history, matrix, wrong, data, cfg)
     monitor, mode = cfg.schedule.monitor, cfg.schedule.mode.value
     summary = RunSummary(
@@ -112,19 +114,22 @@ def format_report(report: dict, class_names: list[str]) -> str:
 
 @dataclass
 class Misclassified:
-    """Up to `limit` wrongly predicted test images, for the plot of mistakes."""
+    """Every wrongly predicted test example by position in the test split; the first `limit` images
+    also kept for the plot of mistakes."""
 
-    images: list[np.ndarray] = field(default_factory=list)
+    indices: list[int] = field(default_factory=list)
     truths: list[int] = field(default_factory=list)
     predictions: list[int] = field(default_factory=list)
+    images: list[np.ndarray] = field(default_factory=list)
     limit: int = 16
 
-    def add(self, images: np.ndarray, truths: np.ndarray, predictions: np.ndarray) -> None:
-        for image, truth, prediction in zip(images, truths, predictions, strict=True):
-            if truth != prediction and len(self.images) < self.limit:
-                self.images.append(image)
-                self.truths.append(int(truth))
-                self.predictions.append(int(prediction))
+    def add(self, inputs: np.ndarray, truths: np.ndarray, predictions: np.ndarray, offset: int) -> None:
+        for i in np.flatnonzero(truths != predictions):
+            self.indices.append(offset + int(i))
+            self.truths.append(int(truths[i]))
+            self.predictions.append(int(predictions[i]))
+            if inputs.ndim == 4 and len(self.images) < self.limit:
+                self.images.append(inputs[i])
 
 
 def evaluate_test(
@@ -138,11 +143,13 @@ def evaluate_test(
 
     scores = model.evaluate(data.test, return_dict=True, verbose=0)
     truths, predictions = [], []
-    for images, labels in data.test:
-        logits = np.asarray(model.predict_on_batch(images))
+    seen = 0
+    for inputs, labels in data.test:
+        logits = np.asarray(model.predict_on_batch(inputs))
         predictions.append((logits[:, 0] > 0).astype(int) if logits.shape[-1] == 1 else logits.argmax(-1))
         truths.append(np.asarray(labels))
-        wrong.add(np.asarray(images), truths[-1], predictions[-1])
+        wrong.add(np.asarray(inputs), truths[-1], predictions[-1], seen)
+        seen += len(truths[-1])
     y_true, y_pred = np.concatenate(truths), np.concatenate(predictions)
     labels = list(range(len(data.class_names)))
     report = classification_report(
@@ -150,6 +157,16 @@ def evaluate_test(
     )
     matrix = confusion_matrix(y_true, y_pred, labels=labels).tolist()
     return {f"test/{k}": float(v) for k, v in scores.items()}, report, matrix, wrong
+
+
+def write_misclassified_texts(wrong: Misclassified, data: "ImageData", path: Path) -> None:
+    """Every wrongly classified test text with its true and predicted class, for reading the errors."""
+    import pandas as pd
+
+    names, texts = data.class_names, data.plan.test.texts
+    rows = [{"text": texts[i], "true": names[t], "predicted": names[p]}
+            for i, t, p in zip(wrong.indices, wrong.truths, wrong.predictions, strict=True)]
+    pd.DataFrame(rows, columns=["text", "true", "predicted"]).to_csv(path, index=False)
 
 
 def write_plots(
@@ -168,9 +185,10 @@ def write_plots(
         drawings["confusion_matrix"] = lambda: plots.confusion_matrix(matrix, data.class_names)
     if wrong.images:
         drawings["misclassified"] = lambda: plots.misclassified(
-            wrong.images, wrong.truths, wrong.predictions, data.class_names
+            wrong.images, wrong.truths[: wrong.limit], wrong.predictions[: wrong.limit], data.class_names
         )
-    drawings["augmentation_preview"] = lambda: _augmentation_preview(data, cfg)
+    if data.vectorizer is None:
+        drawings["augmentation_preview"] = lambda: _augmentation_preview(data, cfg)
     written = []
     for name, draw in drawings.items():
         try:

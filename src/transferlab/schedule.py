@@ -64,11 +64,14 @@ class ScheduleResult:
     history: list[dict]  # one row per epoch: epoch, phase, lr, train and validation metrics
 
 
-def plan_phases(cfg: ScheduleConfig, augmented: bool = False) -> list[Phase]:
-    """The phases that will run; a phase with 0 epochs is left out."""
+def plan_phases(cfg: ScheduleConfig, cache_by_default: bool = True) -> list[Phase]:
+    """The phases that will run; a phase with 0 epochs is left out.
+
+    `cache_features: null` caches when `cache_by_default`: for image bases without augmentation.
+    """
     head: HeadPhaseConfig = cfg.head
     fine: FineTuneConfig = cfg.fine_tune
-    cache = head.cache_features if head.cache_features is not None else not augmented
+    cache = head.cache_features if head.cache_features is not None else cache_by_default
     phases = [
         Phase(HEAD, head.epochs, head.lr, head.patience, cache_features=cache),
         Phase(FINE_TUNE, fine.epochs, fine.lr, fine.patience, unfreeze=fine.unfreeze),
@@ -235,7 +238,7 @@ def run_schedule(
     run_dir: Path,
     verbose: int = 2,
     resume_from: Optional[Checkpoint] = None,
-    augmented: bool = False,
+    cache_by_default: bool = True,
 ) -> ScheduleResult:
     """Run each planned phase with its own trainable set, compile, and callbacks; return the history.
 
@@ -252,7 +255,7 @@ def run_schedule(
         initial_value_threshold=state.best_value,
     )
     checkpointer = EpochCheckpointer(run_dir / "checkpoints", model, state, best_checkpoint)
-    for phase in plan_phases(cfg, augmented):
+    for phase in plan_phases(cfg, cache_by_default):
         if phase.name in state.finished_phases:
             continue
         resuming = state.mid_phase and state.phase == phase.name

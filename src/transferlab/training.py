@@ -6,14 +6,21 @@ import json
 import logging
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, Optional
 
 from omegaconf import DictConfig
 
 from transferlab.bases import check_image_size, get_base_spec, resolve_weights
-from transferlab.config import ExperimentConfig, flatten, to_experiment_config
+from transferlab.config import DatasetKind, ExperimentConfig, HeadKind, flatten, to_experiment_config
 from transferlab.data import DatasetPlan, check_images, locate_dataset, plan_dataset
+from transferlab.errors import ConfigError
 from transferlab.reporting import RunSummary, write_json
 from transferlab.runs import prepare_run_dir, stop_on_signals
+from transferlab.text import TextPlan, plan_text_data
+from transferlab.vectors import check_text_base, locate_vectors
+
+if TYPE_CHECKING:
+    import keras
 
 log = logging.getLogger(__name__)
 
@@ -39,16 +46,47 @@ def train(cfg: ExperimentConfig | DictConfig) -> RunSummary:
     return summary
 
 
-def checked_setup(cfg: ExperimentConfig | DictConfig) -> tuple[ExperimentConfig, tuple[int, int], DatasetPlan, Path]:
-    """Config, input size, data plan and run directory: every check that needs no TensorFlow."""
+def checked_setup(
+    cfg: ExperimentConfig | DictConfig,
+) -> tuple[ExperimentConfig, Optional[tuple[int, int]], DatasetPlan | TextPlan, Path]:
+    """Config, image size (None for text), data plan and run directory: every check that needs no TensorFlow."""
     cfg = to_experiment_config(cfg)
-    image_size = check_model_config(cfg)
-    plan = plan_data(cfg)  # every data error surfaces here, before TensorFlow is imported
+    if is_text(cfg):
+        check_text_config(cfg)
+        image_size, plan = None, plan_text(cfg)
+    else:
+        image_size = check_model_config(cfg)
+        plan = plan_data(cfg)  # every data error surfaces here, before TensorFlow is imported
     return cfg, image_size, plan, prepare_run_dir(cfg)
+
+
+def is_text(cfg: ExperimentConfig) -> bool:
+    return cfg.dataset.kind is DatasetKind.text
+
+
+def check_text_config(cfg: ExperimentConfig) -> None:
+    """Base, head and schedule settings a text run can use; the vectors file found and its size checked."""
+    check_text_base(cfg.base_model)
+    if cfg.schedule.head.cache_features:
+        raise ConfigError(
+            "schedule.head.cache_features=true is for image bases: cached token vectors lose the padding "
+            "mask, and an embedding lookup costs nothing to repeat; set it to null"
+        )
+    locate_vectors(cfg.base_model, cfg.paths.data_dir)
+
+
+def plan_text(cfg: ExperimentConfig) -> TextPlan:
+    plan = plan_text_data(cfg.dataset, cfg.paths.data_dir, cfg.trainer.seed)
+    log.info("dataset %s: %s, classes %s", cfg.dataset.name, plan.counts(), plan.class_names)
+    return plan
 
 
 def check_model_config(cfg: ExperimentConfig) -> tuple[int, int]:
     """Name, weights and input size of the base, checked without building anything."""
+    if cfg.head.kind is not HeadKind.pool:
+        raise ConfigError(
+            f"head.kind={cfg.head.kind.value} reads token sequences of a text dataset; use head=gap or head=mlp for images"
+        )
     spec = get_base_spec(cfg.base_model.name)
     resolve_weights(spec, cfg.base_model.weights)
     image_size = tuple(cfg.dataset.image_size or (spec.default_size, spec.default_size))
@@ -64,11 +102,10 @@ def plan_data(cfg: ExperimentConfig) -> DatasetPlan:
     return plan
 
 
-def _train_and_report(cfg: ExperimentConfig, plan: DatasetPlan, image_size, run_dir: Path) -> RunSummary:
+def _train_and_report(cfg: ExperimentConfig, plan: DatasetPlan | TextPlan, image_size, run_dir: Path) -> RunSummary:
     # TensorFlow is imported here, after the config and the data have been checked.
     from transferlab.checkpoints import load_checkpoint
-    from transferlab.data import build_pipelines
-    from transferlab.models import TaskSpec, build_augmentation, build_model
+    from transferlab.models import build_augmentation
     from transferlab.reporting import evaluate_and_save
     from transferlab.repro import seed_everything
     from transferlab.schedule import check_unfreeze, run_schedule
@@ -76,22 +113,65 @@ def _train_and_report(cfg: ExperimentConfig, plan: DatasetPlan, image_size, run_
 
     started = time.perf_counter()
     seed_everything(cfg.trainer.seed, cfg.trainer.deterministic)
-    data = build_pipelines(plan, cfg.dataset, image_size, cfg.augmentation, cfg.trainer.seed)
-    task = TaskSpec(image_size, len(plan.class_names))
+    data = build_data(cfg, plan, image_size)
+    task = task_spec(cfg, data, image_size)
     checkpoint = load_checkpoint(run_dir / "checkpoints") if cfg.resume else None
-    model = checkpoint.load_model() if checkpoint else build_model(cfg.base_model, cfg.head, task)
+    model, embedding_metrics = build_classifier(cfg, data, task)
+    if checkpoint:
+        model = checkpoint.load_model()
     check_unfreeze(model, cfg.schedule)
     baseline = baseline_metrics(cfg, model, data, run_dir, resumed=checkpoint is not None)
     with open_trackers(cfg, run_dir) as trackers:
         trackers.log_params(flatten(cfg))
         result = run_schedule(
             model, data, cfg.schedule, cfg.optimizer, task, trackers, run_dir, cfg.trainer.verbose, checkpoint,
-            augmented=build_augmentation(cfg.augmentation, 0) is not None,
+            cache_by_default=not is_text(cfg) and build_augmentation(cfg.augmentation, 0) is None,
         )
-        summary = evaluate_and_save(model, data, result, cfg, run_dir, started, trackers.run_info(), baseline)
+        summary = evaluate_and_save(
+            model, data, result, cfg, run_dir, started, trackers.run_info(), {**baseline, **embedding_metrics}
+        )
         trackers.log_summary(summary.to_dict())
         trackers.log_artifacts(run_dir)  # config, final model, history, summary and plots
     return summary
+
+
+def build_data(cfg: ExperimentConfig, plan: DatasetPlan | TextPlan, image_size: Optional[tuple[int, int]]):
+    """tf.data splits: decoded images, or texts vectorized by a TextVectorization adapted on the training split."""
+    from transferlab.data import build_pipelines
+    from transferlab.text import build_text_pipelines
+
+    if isinstance(plan, TextPlan):
+        return build_text_pipelines(plan, cfg.dataset, cfg.trainer.seed)
+    return build_pipelines(plan, cfg.dataset, image_size, cfg.augmentation, cfg.trainer.seed)
+
+
+def task_spec(cfg: ExperimentConfig, data, image_size: Optional[tuple[int, int]]):
+    from transferlab.models import TaskSpec
+
+    length = cfg.dataset.max_length if is_text(cfg) else None
+    return TaskSpec(image_size, len(data.class_names), sequence_length=length)
+
+
+def build_classifier(cfg: ExperimentConfig, data, task) -> tuple["keras.Model", dict[str, float]]:
+    """The pretrained base with a new head, and for text the word vectors' coverage of the vocabulary."""
+    from transferlab.models import build_model, build_text_model
+    from transferlab.vectors import load_embeddings
+
+    if data.vectorizer is None:
+        return build_model(cfg.base_model, cfg.head, task), {}
+    vocabulary = data.vectorizer.get_vocabulary()
+    source = locate_vectors(cfg.base_model, cfg.paths.data_dir)
+    embeddings = None
+    metrics: dict[str, float] = {}
+    if source is not None:
+        embeddings = load_embeddings(source, cfg.base_model.dim, vocabulary, Path(cfg.paths.data_dir) / "vectors_cache")
+        metrics = {"embeddings/coverage": embeddings.coverage, "embeddings/found": float(embeddings.found),
+                   "embeddings/vocabulary": float(len(vocabulary))}
+        log.info("word vectors %s cover %d of %d vocabulary words (%.1f%%)", source, embeddings.found,
+                 len(vocabulary) - 2, 100 * embeddings.coverage)
+    model = build_text_model(cfg.head, task, len(vocabulary), cfg.base_model.dim,
+                             embeddings.matrix if embeddings else None)
+    return model, metrics
 
 
 def baseline_metrics(cfg: ExperimentConfig, model, data, run_dir: Path, resumed: bool) -> dict[str, float]:
@@ -109,15 +189,13 @@ def baseline_metrics(cfg: ExperimentConfig, model, data, run_dir: Path, resumed:
 def extract_features(cfg: ExperimentConfig | DictConfig) -> dict[str, object]:
     """Feature extraction, the second use of a pretrained model: the frozen base run once over every
     split, its pooled features saved as features.npz, and the scikit-learn baseline fitted on them."""
-    from transferlab.data import build_pipelines
     from transferlab.features import export_features, score_baseline
-    from transferlab.models import TaskSpec, build_model
     from transferlab.repro import seed_everything
 
     cfg, image_size, plan, run_dir = checked_setup(cfg)
     seed_everything(cfg.trainer.seed, cfg.trainer.deterministic)
-    data = build_pipelines(plan, cfg.dataset, image_size, cfg.augmentation, cfg.trainer.seed)
-    model = build_model(cfg.base_model, cfg.head, TaskSpec(image_size, len(plan.class_names)))
+    data = build_data(cfg, plan, image_size)
+    model, _ = build_classifier(cfg, data, task_spec(cfg, data, image_size))
     arrays = export_features(model, data, run_dir / "features.npz")
     fit = cfg.baseline.estimator and "x_test" in arrays
     result = {

@@ -69,12 +69,16 @@ def test_bad_config_fails_with_one_clear_line(tmp_path, override, expected):
     assert not (tmp_path / "outputs").exists() or not list((tmp_path / "outputs").rglob("summary.json"))
 
 
+# Options that leave a value to the user (???).
+REQUIRED = {"image_folder": ["dataset.path=my_images"], "text_csv": ["dataset.path=my.csv"],
+            "word2vec": ["base_model.path=vectors.txt"]}
+
+
 def test_every_config_option_composes():
     for group_dir in sorted(p for p in CONF_DIR.iterdir() if p.is_dir()):
         for option in sorted(group_dir.glob("*.yaml")):
             overrides = [f"{group_dir.name}={option.stem}", "paths.output_dir=unused"]
-            if option.stem == "image_folder":
-                overrides.append("dataset.path=my_images")
+            overrides += REQUIRED.get(option.stem, [])
             cfg = compose_config(overrides)
             experiment = to_experiment_config(cfg)
             assert experiment.dataset.name and experiment.base_model.name, option
@@ -90,6 +94,20 @@ def test_tutorial_preset_reproduces_the_keras_recipe():
     fine = cfg.schedule.fine_tune
     assert (fine.lr, fine.patience, fine.unfreeze) == (1e-5, 5, "all") and fine.epochs > 0
     assert cfg.schedule.head.epochs > 0
+
+
+def test_text_preset_reproduces_the_glove_tutorial_recipe():
+    cfg = to_experiment_config(compose_config(["experiment=sentiment_glove_bilstm", "paths.output_dir=unused"]))
+    assert cfg.name == "sentiment_glove_bilstm"
+    assert (cfg.dataset.kind.value, cfg.dataset.vocab_size, cfg.dataset.max_length) == ("text", 10000, 100)
+    assert (cfg.base_model.name, cfg.base_model.dim) == ("glove", 100)
+    assert (cfg.head.kind.value, cfg.head.units, cfg.head.hidden_units) == ("bilstm", 150, [64])
+    assert cfg.schedule.head.patience is not None and cfg.schedule.fine_tune.epochs == 0
+
+
+def test_a_required_value_left_unset_is_named():
+    with pytest.raises(ConfigError, match=r"^dataset.path has no value \(\?\?\?\); set it, e.g. dataset.path=<value>$"):
+        to_experiment_config(compose_config(["dataset=text_csv", "paths.output_dir=unused"]))
 
 
 def test_group_choice_on_the_command_line_beats_the_dataset_schedule():

@@ -17,6 +17,7 @@ from typing import Optional
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf.errors import MissingMandatoryValue
 
 from transferlab.errors import ConfigError
 
@@ -300,6 +301,8 @@ def to_experiment_config(cfg: DictConfig | ExperimentConfig) -> ExperimentConfig
         try:
             merged = OmegaConf.merge(OmegaConf.structured(ExperimentConfig), cfg)
             config = OmegaConf.to_object(merged)
+        except MissingMandatoryValue as exc:
+            raise ConfigError(f"{exc.full_key} has no value (???); set it, e.g. {exc.full_key}=<value>") from exc
         except Exception as exc:  # OmegaConf raises several unrelated types for one cause
             raise ConfigError(f"invalid config: {_first_line(exc)}") from exc
     validate(config)

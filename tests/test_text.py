@@ -122,6 +122,15 @@ def test_separate_test_file_headerless_tsv_and_glob(tmp_path):
     assert len(plan.files) == 2
 
 
+def test_multiclass_labels_sort_as_numbers_when_they_are_numbers(tmp_path):
+    frame = sentences(60)
+    frame["sentiment"] = [str(i % 3 * 5) for i in range(60)]  # "0", "5", "10": not alphabetical
+    frame.to_csv(tmp_path / "three.csv", index=False)
+    plan = plan_text_data(text_dataset(tmp_path / "three.csv"), "unused", seed=0)
+    assert plan.class_names == ["0", "5", "10"]
+    assert sorted(set(plan.train.labels)) == [0, 1, 2]
+
+
 def test_parquet_table(tmp_path):
     sentences(40).to_parquet(tmp_path / "reviews.parquet")
     assert len(plan_text_data(text_dataset(tmp_path / "reviews.parquet"), "unused", seed=0).train) == 24
@@ -219,6 +228,17 @@ def test_fasttext_header_gzip_and_zip_member_load_alike(tmp_path, name, header):
     embeddings = load_embeddings(found, 8, ["", "[UNK]", "nice", "movie"], tmp_path / "cache")
     assert embeddings.found == 2 and embeddings.coverage == 1.0
     np.testing.assert_allclose(embeddings.matrix[3], vectors["movie"], atol=1e-6)
+
+
+def test_vectors_url_is_downloaded_once(tmp_path):
+    from transferlab.config import BaseModelConfig
+
+    source = write_vectors(tmp_path / "glove.mini.8d.txt", word_vectors(8))
+    cfg = BaseModelConfig(name="glove", url=source.as_uri(), dim=8)
+    found = locate_vectors(cfg, str(tmp_path / "data"))
+    assert found.path == tmp_path / "data" / "downloads" / "glove.mini.8d.txt"
+    source.unlink()  # the cached download serves the next run
+    assert locate_vectors(cfg, str(tmp_path / "data")).path == found.path
 
 
 def test_second_load_comes_from_the_cache(vectors_file, tmp_path, monkeypatch):
@@ -323,10 +343,11 @@ def test_saved_model_predicts_from_raw_strings(head_only_run):
     assert (out / "misclassified.csv").is_file()
 
 
-def test_fine_tuning_phase_changes_the_embedding(table, vectors_file, tmp_path):
+def test_fine_tuning_phase_changes_the_embedding_under_a_bilstm_head(table, vectors_file, tmp_path):
     from transferlab.models import load_trained_model
 
-    summary = transferlab.train(compose_config(text_overrides(table, vectors_file, tmp_path / "run")))
+    overrides = text_overrides(table, vectors_file, tmp_path / "run", "head=bilstm", "head.units=8", "head.hidden_units=[]")
+    summary = transferlab.train(compose_config(overrides))
     assert set(summary.phases) == {"head", "fine_tune"}
     assert summary.phases["fine_tune"]["trainable_params"] > summary.phases["head"]["trainable_params"]
     model = load_trained_model(str(tmp_path / "run" / "model.keras"))

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import json
 import logging
+import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from omegaconf import DictConfig
 
 from transferlab.bases import check_image_size, get_base_spec, resolve_weights
-from transferlab.config import ExperimentConfig, flatten, to_experiment_config
+from transferlab.config import ExperimentConfig, LoggerConfig, flatten, to_experiment_config
 from transferlab.data import DatasetPlan, check_images, locate_dataset, plan_dataset
+from transferlab.distribute import worker_role
 from transferlab.reporting import RunSummary, write_json
 from transferlab.runs import prepare_run_dir, stop_on_signals
 
@@ -20,6 +23,22 @@ log = logging.getLogger(__name__)
 
 def train(cfg: ExperimentConfig | DictConfig) -> RunSummary:
     """Run one two-phase transfer-learning experiment and return its summary."""
+    cfg = to_experiment_config(cfg)
+    if not worker_role(cfg.trainer).chief:
+        return _train_as_worker(cfg)
+    return _train(cfg)
+
+
+def _train_as_worker(cfg: ExperimentConfig) -> RunSummary:
+    """A non-chief worker takes every step with the chief, but into a scratch folder deleted at the end
+    and with no trackers: nothing it leaves behind could be taken for a result."""
+    with tempfile.TemporaryDirectory(prefix="transferlab-worker-") as scratch:
+        log.info("non-chief worker: training alongside the chief; results are kept by the chief only")
+        quiet = LoggerConfig(tensorboard=False, csv=False, neptune=None, mlflow=None)
+        return _train(replace(cfg, paths=replace(cfg.paths, output_dir=scratch), logger=quiet))
+
+
+def _train(cfg: ExperimentConfig) -> RunSummary:
     cfg, image_size, plan, run_dir = checked_setup(cfg)
     try:
         with stop_on_signals():
@@ -68,6 +87,7 @@ def _train_and_report(cfg: ExperimentConfig, plan: DatasetPlan, image_size, run_
     # TensorFlow is imported here, after the config and the data have been checked.
     from transferlab.checkpoints import load_checkpoint
     from transferlab.data import build_pipelines
+    from transferlab.distribute import check_global_batch, start_distribution, weights_fingerprint
     from transferlab.models import TaskSpec, build_augmentation, build_model
     from transferlab.reporting import evaluate_and_save
     from transferlab.repro import seed_everything
@@ -75,22 +95,32 @@ def _train_and_report(cfg: ExperimentConfig, plan: DatasetPlan, image_size, run_
     from transferlab.tracking import open_trackers
 
     started = time.perf_counter()
+    # First: the devices and a multi-worker strategy's collectives are fixed once TensorFlow runs anything.
+    distribution = start_distribution(cfg.trainer)
     seed_everything(cfg.trainer.seed, cfg.trainer.deterministic)
     data = build_pipelines(plan, cfg.dataset, image_size, cfg.augmentation, cfg.trainer.seed)
+    check_global_batch(cfg.dataset.batch_size, distribution)
     task = TaskSpec(image_size, len(plan.class_names))
-    checkpoint = load_checkpoint(run_dir / "checkpoints") if cfg.resume else None
-    model = checkpoint.load_model() if checkpoint else build_model(cfg.base_model, cfg.head, task)
-    check_unfreeze(model, cfg.schedule)
-    baseline = baseline_metrics(cfg, model, data, run_dir, resumed=checkpoint is not None)
-    with open_trackers(cfg, run_dir) as trackers:
-        trackers.log_params(flatten(cfg))
-        result = run_schedule(
-            model, data, cfg.schedule, cfg.optimizer, task, trackers, run_dir, cfg.trainer.verbose, checkpoint,
-            augmented=build_augmentation(cfg.augmentation, 0) is not None,
-        )
-        summary = evaluate_and_save(model, data, result, cfg, run_dir, started, trackers.run_info(), baseline)
-        trackers.log_summary(summary.to_dict())
-        trackers.log_artifacts(run_dir)  # config, final model, history, summary and plots
+    # Everything that creates variables or compiles (the resumed model too) runs inside the scope.
+    with distribution.scope():
+        checkpoint = load_checkpoint(run_dir / "checkpoints") if cfg.resume else None
+        model = checkpoint.load_model() if checkpoint else build_model(cfg.base_model, cfg.head, task)
+        check_unfreeze(model, cfg.schedule)
+        baseline = baseline_metrics(cfg, model, data, run_dir, resumed=checkpoint is not None)
+        with open_trackers(cfg, run_dir) as trackers:
+            run_info = distribution.info()
+            trackers.log_params({**flatten(cfg), **{f"distribution.{k}": v for k, v in run_info.items()}})
+            result = run_schedule(
+                model, data, cfg.schedule, cfg.optimizer, task, trackers, run_dir, cfg.trainer.verbose, checkpoint,
+                augmented=build_augmentation(cfg.augmentation, 0) is not None, jit_compile=cfg.trainer.jit_compile,
+            )
+            run_info["weights_fingerprint"] = weights_fingerprint(model)
+            log.info("final weights fingerprint %s (%s)", run_info["weights_fingerprint"], distribution.role.task or "single process")
+            summary = evaluate_and_save(
+                model, data, result, cfg, run_dir, started, trackers.run_info(), baseline, distribution=run_info
+            )
+            trackers.log_summary(summary.to_dict())
+            trackers.log_artifacts(run_dir)  # config, final model, history, summary and plots
     return summary
 
 

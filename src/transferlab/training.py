@@ -8,6 +8,7 @@ import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from omegaconf import DictConfig
 
@@ -17,6 +18,10 @@ from transferlab.data import DatasetPlan, check_images, locate_dataset, plan_dat
 from transferlab.distribute import worker_role
 from transferlab.reporting import RunSummary, write_json
 from transferlab.runs import prepare_run_dir, stop_on_signals
+
+if TYPE_CHECKING:
+    from transferlab.data import ImageData
+    from transferlab.distribute import Distribution
 
 log = logging.getLogger(__name__)
 
@@ -85,14 +90,9 @@ def plan_data(cfg: ExperimentConfig) -> DatasetPlan:
 
 def _train_and_report(cfg: ExperimentConfig, plan: DatasetPlan, image_size, run_dir: Path) -> RunSummary:
     # TensorFlow is imported here, after the config and the data have been checked.
-    from transferlab.checkpoints import load_checkpoint
     from transferlab.data import build_pipelines
-    from transferlab.distribute import check_global_batch, start_distribution, weights_fingerprint
-    from transferlab.models import TaskSpec, build_augmentation, build_model
-    from transferlab.reporting import evaluate_and_save
+    from transferlab.distribute import check_global_batch, start_distribution
     from transferlab.repro import seed_everything
-    from transferlab.schedule import check_unfreeze, run_schedule
-    from transferlab.tracking import open_trackers
 
     started = time.perf_counter()
     # First: the devices and a multi-worker strategy's collectives are fixed once TensorFlow runs anything.
@@ -100,27 +100,39 @@ def _train_and_report(cfg: ExperimentConfig, plan: DatasetPlan, image_size, run_
     seed_everything(cfg.trainer.seed, cfg.trainer.deterministic)
     data = build_pipelines(plan, cfg.dataset, image_size, cfg.augmentation, cfg.trainer.seed)
     check_global_batch(cfg.dataset.batch_size, distribution)
-    task = TaskSpec(image_size, len(plan.class_names))
     # Everything that creates variables or compiles (the resumed model too) runs inside the scope.
     with distribution.scope():
-        checkpoint = load_checkpoint(run_dir / "checkpoints") if cfg.resume else None
-        model = checkpoint.load_model() if checkpoint else build_model(cfg.base_model, cfg.head, task)
-        check_unfreeze(model, cfg.schedule)
-        baseline = baseline_metrics(cfg, model, data, run_dir, resumed=checkpoint is not None)
-        with open_trackers(cfg, run_dir) as trackers:
-            run_info = distribution.info()
-            trackers.log_params({**flatten(cfg), **{f"distribution.{k}": v for k, v in run_info.items()}})
-            result = run_schedule(
-                model, data, cfg.schedule, cfg.optimizer, task, trackers, run_dir, cfg.trainer.verbose, checkpoint,
-                augmented=build_augmentation(cfg.augmentation, 0) is not None, jit_compile=cfg.trainer.jit_compile,
-            )
-            run_info["weights_fingerprint"] = weights_fingerprint(model)
-            log.info("final weights fingerprint %s (%s)", run_info["weights_fingerprint"], distribution.role.task or "single process")
-            summary = evaluate_and_save(
-                model, data, result, cfg, run_dir, started, trackers.run_info(), baseline, distribution=run_info
-            )
-            trackers.log_summary(summary.to_dict())
-            trackers.log_artifacts(run_dir)  # config, final model, history, summary and plots
+        return _fit_and_report(cfg, data, image_size, run_dir, distribution, started)
+
+
+def _fit_and_report(
+    cfg: ExperimentConfig, data: "ImageData", image_size, run_dir: Path, distribution: "Distribution", started: float
+) -> RunSummary:
+    from transferlab.checkpoints import load_checkpoint
+    from transferlab.distribute import weights_fingerprint
+    from transferlab.models import TaskSpec, build_augmentation, build_model
+    from transferlab.reporting import evaluate_and_save
+    from transferlab.schedule import check_unfreeze, run_schedule
+    from transferlab.tracking import open_trackers
+
+    task = TaskSpec(image_size, len(data.class_names))
+    checkpoint = load_checkpoint(run_dir / "checkpoints") if cfg.resume else None
+    model = checkpoint.load_model() if checkpoint else build_model(cfg.base_model, cfg.head, task)
+    check_unfreeze(model, cfg.schedule)
+    baseline = baseline_metrics(cfg, model, data, run_dir, resumed=checkpoint is not None)
+    run_info = distribution.info()
+    with open_trackers(cfg, run_dir) as trackers:
+        trackers.log_params({**flatten(cfg), **{f"distribution.{k}": v for k, v in run_info.items()}})
+        result = run_schedule(
+            model, data, cfg.schedule, cfg.optimizer, task, trackers, run_dir, cfg.trainer.verbose, checkpoint,
+            augmented=build_augmentation(cfg.augmentation, 0) is not None, jit_compile=cfg.trainer.jit_compile,
+        )
+        # Equal on every worker of a synchronous cluster; each logs its own, the chief also records it.
+        run_info["weights_fingerprint"] = weights_fingerprint(model)
+        log.info("final weights fingerprint %s (%s)", run_info["weights_fingerprint"], distribution.role.task or "single process")
+        summary = evaluate_and_save(model, data, result, cfg, run_dir, started, trackers.run_info(), baseline, run_info)
+        trackers.log_summary(summary.to_dict())
+        trackers.log_artifacts(run_dir)  # config, final model, history, summary and plots
     return summary
 
 

@@ -109,12 +109,29 @@ def test_shim_targets_are_the_upstream_functions_it_was_written_for():
     assert callable(getattr(trainer.TensorFlowTrainer, "_symbolic_build"))
 
 
-def test_tpu_strategy_without_a_tpu_is_a_clear_error(image_folder, base_weights, tmp_path):
-    args = tiny_overrides(image_folder, tmp_path / "run", base_weights, "trainer.strategy=tpu")
-    result = run_train_script(args, cwd=tmp_path, env={"TPU_NAME": "local"})
-    assert result.returncode == 2
-    assert re.fullmatch(r"error: trainer.strategy=tpu found no TPU at 'local' \(.+\); run on a TPU VM or set TPU_NAME .+",
-                        result.stderr.strip().splitlines()[-1])
+def test_shim_runs_unpatched_on_a_newer_keras_and_refuses_changed_upstream_code(monkeypatch, caplog):
+    from transferlab import keras_compat
+    from transferlab.errors import TrainingError
+
+    patched = []
+    monkeypatch.setattr(keras_compat, "_patch", lambda: patched.append(True))
+    monkeypatch.setattr(keras_compat, "_installed", False)
+    monkeypatch.setattr(keras_compat, "keras_version", lambda: (3, 16, 0))
+    assert keras_compat.install_multi_worker_shim() is False
+    assert "not a version the multi-worker shim" in caplog.text and keras_compat.ISSUE in caplog.text
+    monkeypatch.setattr(keras_compat, "keras_version", lambda: (3, 15, 9))
+    monkeypatch.setitem(keras_compat.UPSTREAM_SOURCE_SHA256, "reduce_per_replica", "0" * 64)
+    with pytest.raises(TrainingError, match=r"changed reduce_per_replica; use keras 3\.15\.1"):
+        keras_compat.install_multi_worker_shim()
+    assert patched == []
+
+
+def test_tpu_strategy_without_a_tpu_is_a_clear_error(monkeypatch):
+    from transferlab.distribute import start_distribution
+
+    monkeypatch.setenv("TPU_NAME", "local")  # a TPU VM's own TPU; connecting to it is a no-op without one
+    with pytest.raises(ConfigError, match=r"^trainer.strategy=tpu found no TPU at 'local' \(.+\); run on a TPU VM"):
+        start_distribution(TrainerConfig(strategy="tpu"))
 
 
 def test_mirrored_over_two_logical_cpus_trains_end_to_end(image_folder, base_weights, tmp_path):

@@ -173,9 +173,11 @@ def test_two_workers_end_with_identical_weights_and_only_the_chief_keeps_results
     assert summary["environment"]["distribution"]["multi_worker_shim"] is True
     assert summary["environment"]["distribution"]["replicas"] == summary["environment"]["distribution"]["workers"] == 2
     assert all((runs[0] / "out" / name).exists() for name in RESULT_FILES[:5])
-    # The non-chief wrote no results into its own output folder, and its scratch folder is gone.
+    # The non-chief wrote no results: only Hydra's own files and its log; its scratch folder is gone.
     assert not any((runs[1] / "out" / name).exists() for name in RESULT_FILES)
     assert list((runs[1] / "tmp").iterdir()) == []
+    written = [path for path in runs[1].rglob("*") if path.is_file()]
+    assert written and all(path.parent.name == ".hydra" or path.name == "train.log" for path in written), written
 
 
 def test_mixed_float16_trains_and_saves_a_model_with_float32_outputs(image_folder, base_weights, tmp_path):
@@ -201,6 +203,19 @@ def test_mixed_float16_trains_and_saves_a_model_with_float32_outputs(image_folde
     assert trainer.reduce_per_replica is keras_compat.upstream_functions()["reduce_per_replica"]
 
 
+def test_jit_compile_reaches_keras_compile():
+    from transferlab.config import BaseModelConfig, HeadConfig, OptimizerConfig
+    from transferlab.models import TaskSpec, build_model
+    from transferlab.schedule import compile_model
+
+    task = TaskSpec((16, 16), 3)
+    model = build_model(BaseModelConfig(name="digits_cnn", weights=None), HeadConfig(), task)
+    for wanted in (True, False):
+        compile_model(model, OptimizerConfig(), 1e-3, task, jit_compile=wanted)
+        assert model.jit_compile is wanted
+
+
+@pytest.mark.slow
 def test_jit_compile_trains_with_xla(image_folder, base_weights, tmp_path):
     from transferlab.models import load_trained_model
 

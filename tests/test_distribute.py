@@ -70,6 +70,13 @@ def test_multi_worker_without_tf_config_fails_before_anything_is_written(image_f
     assert not (tmp_path / "run").exists()
 
 
+def test_every_configurable_strategy_has_a_factory():
+    from transferlab.config import STRATEGIES
+    from transferlab.distribute import _STRATEGY_FACTORIES
+
+    assert set(_STRATEGY_FACTORIES) == set(STRATEGIES)
+
+
 def test_chief_is_the_chief_task_or_worker_zero_without_one():
     multi = TrainerConfig(strategy="multi_worker")
     workers_only = {"cluster": {"worker": ["a:1", "b:1"]}}

@@ -50,11 +50,12 @@ def _train(cfg: ExperimentConfig) -> RunSummary:
             summary = _train_and_report(cfg, plan, image_size, run_dir)
     except BaseException as exc:
         interrupted = isinstance(exc, KeyboardInterrupt)
+        resumable = interrupted and cfg.trainer.strategy != "multi_worker"
         write_json(
             {
                 "status": "interrupted" if interrupted else "failed",
                 "error": f"{type(exc).__name__}: {exc}",
-                "resume_with": f"resume={run_dir}" if interrupted else None,
+                "resume_with": f"resume={run_dir}" if resumable else None,
             },
             run_dir / "summary.json",
         )

@@ -128,7 +128,7 @@ def test_joblib_launcher_runs_a_grid_in_parallel_processes(image_folder, base_we
     assert sorted(p.parent.name for p in sweep.glob("*/summary.json")) == ["0", "1", "2", "3"]
     table = pd.read_csv(sweep / "sweep_summary.csv")
     assert list(table["job"]) == [0, 1, 2, 3] and set(table["status"]) == {"finished"}
-    assert sorted(zip(table["schedule.head.lr"], table["head.dropout"])) == [(0.01, 0.1), (0.01, 0.3), (0.02, 0.1), (0.02, 0.3)]
+    assert sorted(zip(table["schedule.head.lr"], table["head.dropout"], strict=True)) == [(0.01, 0.1), (0.01, 0.3), (0.02, 0.1), (0.02, 0.3)]
     assert "Joblib.Parallel(n_jobs=2" in result.stdout
 
 

@@ -198,9 +198,23 @@ class TrainerConfig:
     deterministic: bool = False
     # Keras fit verbosity: 0 silent, 1 progress bar, 2 one line per epoch.
     verbose: int = 2
+    # default (one device), mirrored (every local GPU; without GPUs, the `logical_cpus` CPU devices),
+    # multi_worker (one process per machine, cluster read from TF_CONFIG), or tpu (TPU_NAME, else a TPU VM).
+    # dataset.batch_size stays the global batch, split across all replicas.
+    strategy: str = "default"
+    # Split the CPU into this many logical devices before TensorFlow starts, so `mirrored` runs
+    # without GPUs (to try and test it); null leaves the devices as they are.
+    logical_cpus: Optional[int] = None
+    # float32, mixed_float16 (GPUs; loss scaling is automatic) or mixed_bfloat16 (TPUs, recent CPUs).
+    # The output layer always computes in float32.
+    precision: str = "float32"
+    # Compile training and evaluation steps with XLA.
+    jit_compile: bool = False
 
 
 NEPTUNE_MODES = ("async", "sync", "offline", "debug")
+STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
+PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 
 
 @dataclass
@@ -411,9 +425,23 @@ def validate(cfg: ExperimentConfig) -> None:
         _require(est in BASELINE_ESTIMATORS, "baseline.estimator", est, f"must be one of {', '.join(BASELINE_ESTIMATORS)} or null")
         _require(cfg.baseline.C > 0, "baseline.C", cfg.baseline.C, "must be positive")
         _require(cfg.baseline.neighbors > 0, "baseline.neighbors", cfg.baseline.neighbors, "must be positive")
+    _validate_trainer(cfg)
     if cfg.logger.neptune is not None:
         mode = cfg.logger.neptune.mode
         _require(mode in NEPTUNE_MODES, "logger.neptune.mode", mode, f"must be one of {', '.join(NEPTUNE_MODES)}")
+
+
+def _validate_trainer(cfg: ExperimentConfig) -> None:
+    trainer = cfg.trainer
+    _require(trainer.strategy in STRATEGIES, "trainer.strategy", trainer.strategy, f"must be one of {', '.join(STRATEGIES)}")
+    _require(trainer.precision in PRECISIONS, "trainer.precision", trainer.precision, f"must be one of {', '.join(PRECISIONS)}")
+    if trainer.logical_cpus is not None:
+        _require(trainer.logical_cpus > 0, "trainer.logical_cpus", trainer.logical_cpus, "must be positive or null")
+    # A resumed worker would need the chief's checkpoint; the workers' scratch folders are gone by then.
+    _require(
+        not (cfg.resume and trainer.strategy == "multi_worker"), "resume", cfg.resume,
+        "is not supported with trainer.strategy=multi_worker; start a new run",
+    )
 
 
 def _require(ok: bool, key: str, value: object, rule: str) -> None:

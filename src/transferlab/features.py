@@ -18,7 +18,7 @@ import numpy as np
 
 from transferlab.config import BaselineConfig
 from transferlab.data import ImageData, shuffled_epochs
-from transferlab.models import BASE_LAYER
+from transferlab.models import BASE_LAYER, predict_batch
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ def extract(extractor: keras.Model, batches) -> tuple[np.ndarray, np.ndarray]:
     """Run the extractor over labelled batches once; features and labels in dataset order."""
     features, labels = [], []
     for images, y in batches:
-        features.append(np.asarray(extractor.predict_on_batch(images)))
+        features.append(predict_batch(extractor, images))
         labels.append(np.asarray(y))
     return np.concatenate(features), np.concatenate(labels)
 

@@ -226,6 +226,19 @@ def get_base(model: keras.Model) -> keras.Model:
     return model.get_layer(BASE_LAYER)
 
 
+def predict_batch(model: keras.Model, images) -> np.ndarray:
+    """The model's outputs for one batch, under any distribution strategy.
+
+    Under a strategy `predict_on_batch` runs the whole batch on every replica and concatenates the
+    copies (twice the rows on two replicas), so there the model is called directly.
+    """
+    import tensorflow as tf
+
+    if tf.distribute.has_strategy():
+        return np.asarray(model(images, training=False))
+    return np.asarray(model.predict_on_batch(images))
+
+
 def load_trained_model(path: str) -> keras.Model:
     """Load a model this project saved (its Preprocess layer is registered on import)."""
     return keras.saving.load_model(path)

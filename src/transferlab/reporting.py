@@ -70,6 +70,7 @@ def evaluate_and_save(
     started: float,
     tracking: Optional[dict] = None,
     baseline: Optional[dict[str, float]] = None,
+    distribution: Optional[dict[str, object]] = None,
 ) -> RunSummary:
     """Write history and final model, evaluate on the test split, draw the plots, and write summary.json."""
     write_history(result.history, run_dir / "history.csv")
@@ -92,7 +93,7 @@ def evaluate_and_save(
         seed=cfg.trainer.seed,
         data_fingerprint=data.plan.fingerprint(),
         wall_time_s=time.perf_counter() - started,
-        environment=environment_info(),
+        environment={**environment_info(), "distribution": distribution or {}},
         classification_report=report,
         confusion_matrix=matrix,
         skipped_files=data.plan.skipped,
@@ -141,11 +142,13 @@ def evaluate_test(
         return {}, None, None, wrong
     from sklearn.metrics import classification_report, confusion_matrix
 
+    from transferlab.models import predict_batch
+
     scores = model.evaluate(data.test, return_dict=True, verbose=0)
     truths, predictions = [], []
     seen = 0
     for inputs, labels in data.test:
-        logits = np.asarray(model.predict_on_batch(inputs))
+        logits = predict_batch(model, inputs)
         predictions.append((logits[:, 0] > 0).astype(int) if logits.shape[-1] == 1 else logits.argmax(-1))
         truths.append(np.asarray(labels))
         wrong.add(np.asarray(inputs), truths[-1], predictions[-1], seen)

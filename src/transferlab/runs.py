@@ -18,8 +18,10 @@ from transferlab.repro import write_code_state
 
 log = logging.getLogger(__name__)
 
-# Keys that may differ between a run and its resumption.
-RESUME_FREE_KEYS = ("paths.output_dir", "resume", "trainer.verbose")
+# Keys that may differ between a run and its resumption (the hardware may change; the global batch does not).
+RESUME_FREE_KEYS = (
+    "paths.output_dir", "resume", "trainer.verbose", "trainer.strategy", "trainer.logical_cpus", "trainer.jit_compile",
+)
 
 
 def prepare_run_dir(cfg: ExperimentConfig) -> Path:

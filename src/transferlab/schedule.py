@@ -144,9 +144,16 @@ def make_optimizer(cfg: OptimizerConfig, lr: float) -> keras.optimizers.Optimize
 
 
 def compile_model(
-    model: keras.Model, optimizer: OptimizerConfig | keras.optimizers.Optimizer, lr: float, task: TaskSpec
+    model: keras.Model,
+    optimizer: OptimizerConfig | keras.optimizers.Optimizer,
+    lr: float,
+    task: TaskSpec,
+    jit_compile: bool = False,
 ) -> None:
-    """Loss on logits and an accuracy named `accuracy` for either task; a given optimizer is shared."""
+    """Loss on logits and an accuracy named `accuracy` for either task; a given optimizer is shared.
+
+    Under a mixed_float16 policy Keras wraps the optimizer in a LossScaleOptimizer itself.
+    """
     if isinstance(optimizer, OptimizerConfig):
         optimizer = make_optimizer(optimizer, lr)
     if task.binary:
@@ -155,7 +162,7 @@ def compile_model(
     else:
         loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
         accuracy = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
-    model.compile(optimizer=optimizer, loss=loss, metrics=[accuracy])
+    model.compile(optimizer=optimizer, loss=loss, metrics=[accuracy], jit_compile=jit_compile)
 
 
 class EpochRecorder(keras.callbacks.Callback):
@@ -239,6 +246,7 @@ def run_schedule(
     verbose: int = 2,
     resume_from: Optional[Checkpoint] = None,
     cache_by_default: bool = True,
+    jit_compile: bool = False,
 ) -> ScheduleResult:
     """Run each planned phase with its own trainable set, compile, and callbacks; return the history.
 
@@ -262,9 +270,9 @@ def run_schedule(
         if not resuming:
             state.start_phase(phase.name)
             set_trainable_for_phase(model, phase)
-            compile_model(model, optimizer, phase.lr, task)
+            compile_model(model, optimizer, phase.lr, task, jit_compile)
         recorder.phase = phase
-        fit_model, fit_data, extraction_s = _what_to_fit(model, data, phase, task)
+        fit_model, fit_data, extraction_s = _what_to_fit(model, data, phase, task, jit_compile)
         early_stop = None
         if phase.patience is not None:
             early_stop = ResumableEarlyStopping(
@@ -293,7 +301,9 @@ def run_schedule(
     return ScheduleResult([PhaseResult(**r) for r in state.phase_results], state.history)
 
 
-def _what_to_fit(model: keras.Model, data: ImageData, phase: Phase, task: TaskSpec) -> tuple[keras.Model, ImageData, float]:
+def _what_to_fit(
+    model: keras.Model, data: ImageData, phase: Phase, task: TaskSpec, jit_compile: bool = False
+) -> tuple[keras.Model, ImageData, float]:
     """The model and data a phase fits, and the seconds spent caching features for it.
 
     With cached features, fit trains the head alone (the model's own head layers) on the base's
@@ -305,7 +315,7 @@ def _what_to_fit(model: keras.Model, data: ImageData, phase: Phase, task: TaskSp
     started = time.perf_counter()
     features = cached_feature_data(extractor, data)
     extraction_s = time.perf_counter() - started
-    compile_model(head, model.optimizer, phase.lr, task)
+    compile_model(head, model.optimizer, phase.lr, task, jit_compile)
     return head, features, extraction_s
 
 

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import json
 import logging
+import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
 from omegaconf import DictConfig
 
 from transferlab.bases import check_image_size, get_base_spec, resolve_weights
-from transferlab.config import DatasetKind, ExperimentConfig, HeadKind, flatten, to_experiment_config
+from transferlab.config import DatasetKind, ExperimentConfig, HeadKind, LoggerConfig, flatten, to_experiment_config
 from transferlab.data import DatasetPlan, check_images, locate_dataset, plan_dataset
+from transferlab.distribute import worker_role
 from transferlab.errors import ConfigError
 from transferlab.reporting import RunSummary, write_json
 from transferlab.runs import prepare_run_dir, stop_on_signals
@@ -22,22 +25,44 @@ from transferlab.vectors import check_text_base, locate_vectors
 if TYPE_CHECKING:
     import keras
 
+    from transferlab.data import ImageData
+    from transferlab.distribute import Distribution
+    from transferlab.models import TaskSpec
+    from transferlab.vectors import Embeddings
+
 log = logging.getLogger(__name__)
 
 
 def train(cfg: ExperimentConfig | DictConfig) -> RunSummary:
     """Run one two-phase transfer-learning experiment and return its summary."""
+    cfg = to_experiment_config(cfg)
+    if not worker_role(cfg.trainer).chief:
+        return _train_as_worker(cfg)
+    return _train(cfg)
+
+
+def _train_as_worker(cfg: ExperimentConfig) -> RunSummary:
+    """A non-chief worker takes every step with the chief, but into a scratch folder deleted at the end
+    and with no trackers: nothing it leaves behind could be taken for a result."""
+    with tempfile.TemporaryDirectory(prefix="transferlab-worker-") as scratch:
+        log.info("non-chief worker: training alongside the chief; results are kept by the chief only")
+        quiet = LoggerConfig(tensorboard=False, csv=False, neptune=None, mlflow=None)
+        return _train(replace(cfg, paths=replace(cfg.paths, output_dir=scratch), logger=quiet))
+
+
+def _train(cfg: ExperimentConfig) -> RunSummary:
     cfg, image_size, plan, run_dir = checked_setup(cfg)
     try:
         with stop_on_signals():
             summary = _train_and_report(cfg, plan, image_size, run_dir)
     except BaseException as exc:
         interrupted = isinstance(exc, KeyboardInterrupt)
+        resumable = interrupted and cfg.trainer.strategy != "multi_worker"
         write_json(
             {
                 "status": "interrupted" if interrupted else "failed",
                 "error": f"{type(exc).__name__}: {exc}",
-                "resume_with": f"resume={run_dir}" if interrupted else None,
+                "resume_with": f"resume={run_dir}" if resumable else None,
             },
             run_dir / "summary.json",
         )
@@ -104,31 +129,50 @@ def plan_data(cfg: ExperimentConfig) -> DatasetPlan:
 
 def _train_and_report(cfg: ExperimentConfig, plan: DatasetPlan | TextPlan, image_size, run_dir: Path) -> RunSummary:
     # TensorFlow is imported here, after the config and the data have been checked.
+    from transferlab.distribute import check_global_batch, start_distribution
+    from transferlab.repro import seed_everything
+
+    started = time.perf_counter()
+    # First: the devices and a multi-worker strategy's collectives are fixed once TensorFlow runs anything.
+    distribution = start_distribution(cfg.trainer)
+    seed_everything(cfg.trainer.seed, cfg.trainer.deterministic)
+    data = build_data(cfg, plan, image_size)
+    check_global_batch(cfg.dataset.batch_size, distribution)
+    # Everything that creates variables or compiles (the resumed model too) runs inside the scope.
+    with distribution.scope():
+        return _fit_and_report(cfg, data, image_size, run_dir, distribution, started)
+
+
+def _fit_and_report(
+    cfg: ExperimentConfig, data: "ImageData", image_size, run_dir: Path, distribution: "Distribution", started: float
+) -> RunSummary:
     from transferlab.checkpoints import load_checkpoint
+    from transferlab.distribute import weights_fingerprint
     from transferlab.models import build_augmentation
     from transferlab.reporting import evaluate_and_save
-    from transferlab.repro import seed_everything
     from transferlab.schedule import check_unfreeze, run_schedule
     from transferlab.tracking import open_trackers
 
-    started = time.perf_counter()
-    seed_everything(cfg.trainer.seed, cfg.trainer.deterministic)
-    data = build_data(cfg, plan, image_size)
     task = task_spec(cfg, data, image_size)
     checkpoint = load_checkpoint(run_dir / "checkpoints") if cfg.resume else None
-    model, embedding_metrics = build_classifier(cfg, data, task)
-    if checkpoint:
-        model = checkpoint.load_model()
+    embeddings = load_word_vectors(cfg, data)
+    vector_metrics = coverage_metrics(embeddings)
+    model = checkpoint.load_model() if checkpoint else build_classifier(cfg, data, task, embeddings)
     check_unfreeze(model, cfg.schedule)
     baseline = baseline_metrics(cfg, model, data, run_dir, resumed=checkpoint is not None)
+    run_info = distribution.info()
     with open_trackers(cfg, run_dir) as trackers:
-        trackers.log_params(flatten(cfg))
+        trackers.log_params({**flatten(cfg), **{f"distribution.{k}": v for k, v in run_info.items()}})
         result = run_schedule(
             model, data, cfg.schedule, cfg.optimizer, task, trackers, run_dir, cfg.trainer.verbose, checkpoint,
             cache_by_default=not is_text(cfg) and build_augmentation(cfg.augmentation, 0) is None,
+            jit_compile=cfg.trainer.jit_compile,
         )
+        # Equal on every worker of a synchronous cluster; each logs its own, the chief also records it.
+        run_info["weights_fingerprint"] = weights_fingerprint(model)
+        log.info("final weights fingerprint %s (%s)", run_info["weights_fingerprint"], distribution.role.task or "single process")
         summary = evaluate_and_save(
-            model, data, result, cfg, run_dir, started, trackers.run_info(), {**baseline, **embedding_metrics}
+            model, data, result, cfg, run_dir, started, trackers.run_info(), {**baseline, **vector_metrics}, run_info
         )
         trackers.log_summary(summary.to_dict())
         trackers.log_artifacts(run_dir)  # config, final model, history, summary and plots
@@ -152,26 +196,38 @@ def task_spec(cfg: ExperimentConfig, data, image_size: Optional[tuple[int, int]]
     return TaskSpec(image_size, len(data.class_names), sequence_length=length)
 
 
-def build_classifier(cfg: ExperimentConfig, data, task) -> tuple["keras.Model", dict[str, float]]:
-    """The pretrained base with a new head, and for text the word vectors' coverage of the vocabulary."""
-    from transferlab.models import build_model, build_text_model
+def load_word_vectors(cfg: ExperimentConfig, data: "ImageData") -> Optional["Embeddings"]:
+    """The pretrained vectors of the run's vocabulary (from the cache after the first run); None for
+    images and for an embedding learned from scratch."""
     from transferlab.vectors import load_embeddings
 
-    if data.vectorizer is None:
-        return build_model(cfg.base_model, cfg.head, task), {}
+    source = locate_vectors(cfg.base_model, cfg.paths.data_dir) if data.vectorizer is not None else None
+    if source is None:
+        return None
     vocabulary = data.vectorizer.get_vocabulary()
-    source = locate_vectors(cfg.base_model, cfg.paths.data_dir)
-    embeddings = None
-    metrics: dict[str, float] = {}
-    if source is not None:
-        embeddings = load_embeddings(source, cfg.base_model.dim, vocabulary, Path(cfg.paths.data_dir) / "vectors_cache")
-        metrics = {"embeddings/coverage": embeddings.coverage, "embeddings/found": float(embeddings.found),
-                   "embeddings/vocabulary": float(len(vocabulary))}
-        log.info("word vectors %s cover %d of %d vocabulary words (%.1f%%)", source, embeddings.found,
-                 len(vocabulary) - 2, 100 * embeddings.coverage)
-    model = build_text_model(cfg.head, task, len(vocabulary), cfg.base_model.dim,
-                             embeddings.matrix if embeddings else None)
-    return model, metrics
+    embeddings = load_embeddings(source, cfg.base_model.dim, vocabulary, Path(cfg.paths.data_dir) / "vectors_cache")
+    log.info("word vectors %s cover %d of %d vocabulary words (%.1f%%)", source, embeddings.found,
+             len(vocabulary) - 2, 100 * embeddings.coverage)
+    return embeddings
+
+
+def coverage_metrics(embeddings: Optional["Embeddings"]) -> dict[str, float]:
+    if embeddings is None:
+        return {}
+    return {"embeddings/coverage": embeddings.coverage, "embeddings/found": float(embeddings.found),
+            "embeddings/vocabulary": float(len(embeddings.matrix))}
+
+
+def build_classifier(
+    cfg: ExperimentConfig, data: "ImageData", task: "TaskSpec", embeddings: Optional["Embeddings"]
+) -> "keras.Model":
+    """The pretrained base with a new head: an image base, or an embedding of the text vocabulary."""
+    from transferlab.models import build_model, build_text_model
+
+    if data.vectorizer is None:
+        return build_model(cfg.base_model, cfg.head, task)
+    vocabulary_size = len(data.vectorizer.get_vocabulary())
+    return build_text_model(cfg.head, task, vocabulary_size, cfg.base_model.dim, embeddings.matrix if embeddings else None)
 
 
 def baseline_metrics(cfg: ExperimentConfig, model, data, run_dir: Path, resumed: bool) -> dict[str, float]:
@@ -195,7 +251,7 @@ def extract_features(cfg: ExperimentConfig | DictConfig) -> dict[str, object]:
     cfg, image_size, plan, run_dir = checked_setup(cfg)
     seed_everything(cfg.trainer.seed, cfg.trainer.deterministic)
     data = build_data(cfg, plan, image_size)
-    model, _ = build_classifier(cfg, data, task_spec(cfg, data, image_size))
+    model = build_classifier(cfg, data, task_spec(cfg, data, image_size), load_word_vectors(cfg, data))
     arrays = export_features(model, data, run_dir / "features.npz")
     fit = cfg.baseline.estimator and "x_test" in arrays
     result = {

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     import keras
     import tensorflow as tf
 
-    from transferlab.text import TextPlan
+    from transferlab.text import TextPlan, TextSplit
 
 log = logging.getLogger(__name__)
 
@@ -289,27 +289,40 @@ def build_pipelines(
 
     from transferlab.models import build_augmentation
 
-    augment = build_augmentation(augmentation, seed)
-
     def decoded(split: Split) -> tf.data.Dataset:
         paths = [plan.converted.get(p, p) for p in split.paths]
         ds = tf.data.Dataset.from_tensor_slices((paths, split.labels))
         ds = ds.map(lambda p, y: (_load_image(p, image_size), y), num_parallel_calls=tf.data.AUTOTUNE)
         return ds.cache() if cfg.cache else ds
 
-    def evaluation(split: Split) -> Optional[tf.data.Dataset]:
-        return decoded(split).batch(cfg.batch_size).prefetch(tf.data.AUTOTUNE) if len(split) else None
+    return assemble_splits(plan, decoded, cfg.batch_size, seed, augment=build_augmentation(augmentation, seed))
 
-    train = decoded(plan.train)
+
+def assemble_splits(
+    plan: "DatasetPlan | TextPlan",
+    elements: Callable[["Split | TextSplit"], "tf.data.Dataset"],
+    batch_size: int,
+    seed: int,
+    augment=None,
+    vectorizer: Optional["keras.layers.TextVectorization"] = None,
+) -> ImageData:
+    """Epoch-seeded shuffled training batches and in-order evaluation batches, from a split -> (x, y) dataset."""
+    import tensorflow as tf
+
+    def evaluation(split) -> Optional[tf.data.Dataset]:
+        return elements(split).batch(batch_size).prefetch(tf.data.AUTOTUNE) if len(split) else None
+
+    train = elements(plan.train)
     return ImageData(
         plan=plan,
-        train_epoch=shuffled_epochs(train, len(plan.train), cfg.batch_size, seed, augment),
-        steps_per_epoch=math.ceil(len(plan.train) / cfg.batch_size),
-        train_in_order=train.batch(cfg.batch_size),
+        train_epoch=shuffled_epochs(train, len(plan.train), batch_size, seed, augment),
+        steps_per_epoch=math.ceil(len(plan.train) / batch_size),
+        train_in_order=train.batch(batch_size),
         validation=evaluation(plan.validation),
         test=evaluation(plan.test),
-        batch_size=cfg.batch_size,
+        batch_size=batch_size,
         seed=seed,
+        vectorizer=vectorizer,
     )
 
 

@@ -287,7 +287,7 @@ def build_text_pipelines(plan: TextPlan, cfg: DatasetConfig, seed: int) -> "Imag
     import keras
     import tensorflow as tf
 
-    from transferlab.data import ImageData, shuffled_epochs
+    from transferlab.data import assemble_splits
 
     vectorizer = keras.layers.TextVectorization(
         max_tokens=cfg.vocab_size, output_sequence_length=cfg.max_length, name="vectorize"
@@ -301,21 +301,7 @@ def build_text_pipelines(plan: TextPlan, cfg: DatasetConfig, seed: int) -> "Imag
         ds = ds.apply(tf.data.experimental.assert_cardinality(len(split)))
         return ds.cache() if cfg.cache else ds
 
-    def evaluation(split: TextSplit) -> Optional[tf.data.Dataset]:
-        return vectorized(split).batch(cfg.batch_size).prefetch(tf.data.AUTOTUNE) if len(split) else None
-
-    train = vectorized(plan.train)
-    return ImageData(
-        plan=plan,
-        train_epoch=shuffled_epochs(train, len(plan.train), cfg.batch_size, seed),
-        steps_per_epoch=math.ceil(len(plan.train) / cfg.batch_size),
-        train_in_order=train.batch(cfg.batch_size),
-        validation=evaluation(plan.validation),
-        test=evaluation(plan.test),
-        batch_size=cfg.batch_size,
-        seed=seed,
-        vectorizer=vectorizer,
-    )
+    return assemble_splits(plan, vectorized, cfg.batch_size, seed, vectorizer=vectorizer)
 
 
 def with_vectorizer(model: "keras.Model", vectorizer: "keras.layers.TextVectorization") -> "keras.Model":

@@ -22,9 +22,10 @@ from pathlib import Path
 from typing import Iterator, Optional
 
 import keras
+import numpy as np
 
 from transferlab.config import FineTuneConfig, HeadPhaseConfig, OptimizerConfig, OptimizerName, ScheduleConfig
-from transferlab.checkpoints import Checkpoint, ScheduleState, save_checkpoint
+from transferlab.checkpoints import Checkpoint, ScheduleState, save_checkpoint, trained_variables
 from transferlab.data import ImageData
 from transferlab.errors import ConfigError, TrainingError
 from transferlab.features import cached_feature_data, split_model
@@ -196,21 +197,48 @@ class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
         return {"wait": self.wait, "best": best, "best_epoch": self.best_epoch, "stopped_epoch": self.stopped_epoch}
 
 
-class FullModelCheckpoint(keras.callbacks.ModelCheckpoint):
-    """Saves the whole classifier even while fit trains only its head on cached features."""
+class BestModelCheckpoint(keras.callbacks.ModelCheckpoint):
+    """best.keras of the whole classifier, even while fit trains only its head on cached features.
 
-    def __init__(self, full_model: keras.Model, *args, **kwargs):
+    While the base is frozen (`defer`), an improvement only copies the variables outside the base
+    (`pending`); the full model is written once when the phase ends, not at every improvement.
+    Until then the epoch checkpoint carries `pending`, so a killed run loses nothing.
+    """
+
+    def __init__(self, full_model: keras.Model, *args, pending: Optional[list] = None, **kwargs):
         super().__init__(*args, **kwargs)
-        self.full_model = full_model
+        self.full_model, self.pending, self.defer = full_model, pending, False
 
     def set_model(self, model: keras.Model) -> None:
         super().set_model(self.full_model)
+
+    def _save_model(self, epoch, batch, logs) -> None:
+        if not self.defer:
+            super()._save_model(epoch, batch, logs)
+        elif self._should_save_model(epoch, batch, logs, self.filepath):
+            self.pending = [np.array(v) for v in trained_variables(self.full_model)]
+
+    def on_train_end(self, logs=None) -> None:
+        self.write_pending()
+
+    def write_pending(self) -> None:
+        """Write best.keras from the pending best variables, leaving the model's own as they were."""
+        if self.pending is None:
+            return
+        variables = trained_variables(self.full_model)
+        current = [np.array(v) for v in variables]
+        for variable, value in zip(variables, self.pending, strict=True):
+            variable.assign(value)
+        self.full_model.save(self.filepath, overwrite=True)
+        for variable, value in zip(variables, current, strict=True):
+            variable.assign(value)
+        self.pending = None
 
 
 class EpochCheckpointer(keras.callbacks.Callback):
     """Saves the resumable checkpoint after each epoch; runs after every other callback of the epoch."""
 
-    def __init__(self, root: Path, full_model: keras.Model, state: ScheduleState, best: FullModelCheckpoint):
+    def __init__(self, root: Path, full_model: keras.Model, state: ScheduleState, best: BestModelCheckpoint):
         super().__init__()
         self.root, self.full_model, self.state, self.best = root, full_model, state, best
         self.early_stop: Optional[ResumableEarlyStopping] = None
@@ -222,7 +250,9 @@ class EpochCheckpointer(keras.callbacks.Callback):
             self.state.early_stopping = self.early_stop.state()
             weights = self.early_stop.best_weights
         write_history(self.state.history, self.root.parent / "history.csv")
-        save_checkpoint(self.root, self.full_model, self.state, weights)
+        save_checkpoint(
+            self.root, self.full_model, self.state, weights, frozen_base=self.best.defer, best_pending=self.best.pending
+        )
 
 
 def run_schedule(
@@ -247,20 +277,26 @@ def run_schedule(
         resume_from.restore_rng(model)
     recorder = EpochRecorder(trackers, state)
     # One best-model callback for both phases, so best.keras is the best epoch of the whole run.
-    best_checkpoint = FullModelCheckpoint(
+    best_checkpoint = BestModelCheckpoint(
         model, run_dir / "best.keras", monitor=cfg.monitor, mode=cfg.mode.value, save_best_only=True,
-        initial_value_threshold=state.best_value,
+        initial_value_threshold=state.best_value, pending=resume_from.arrays("best_pending") if resume_from else None,
     )
     checkpointer = EpochCheckpointer(run_dir / "checkpoints", model, state, best_checkpoint)
     for phase in plan_phases(cfg, augmented):
         if phase.name in state.finished_phases:
             continue
         resuming = state.mid_phase and state.phase == phase.name
-        if not resuming:
-            state.start_phase(phase.name)
+        # A frozen-base checkpoint gives an uncompiled model: compile it, then restore the optimizer.
+        if not resuming or resume_from.frozen_base:
+            if not resuming:
+                state.start_phase(phase.name)
             set_trainable_for_phase(model, phase)
             compile_model(model, optimizer, phase.lr, task)
+        if resuming and resume_from.frozen_base:
+            resume_from.restore_optimizer(model)
+        best_checkpoint.defer = phase.unfreeze is None
         recorder.phase = phase
+        started, resumed_at = time.perf_counter(), state.epoch
         fit_model, fit_data, extraction_s = _what_to_fit(model, data, phase, task)
         early_stop = None
         if phase.patience is not None:
@@ -285,8 +321,9 @@ def run_schedule(
         )
         _raise_if_diverged(state.history, phase)
         state.finished_phases.append(phase.name)
-        state.phase_results.append(asdict(_phase_result(phase, state, model, extraction_s)))
-        save_checkpoint(run_dir / "checkpoints", model, state)
+        elapsed_s = time.perf_counter() - started
+        state.phase_results.append(asdict(_phase_result(phase, state, model, extraction_s, elapsed_s, resumed_at)))
+        save_checkpoint(run_dir / "checkpoints", model, state, frozen_base=best_checkpoint.defer)
     return ScheduleResult([PhaseResult(**r) for r in state.phase_results], state.history)
 
 
@@ -306,14 +343,19 @@ def _what_to_fit(model: keras.Model, data: ImageData, phase: Phase, task: TaskSp
     return head, features, extraction_s
 
 
-def _phase_result(phase: Phase, state: ScheduleState, model: keras.Model, extraction_s: float) -> PhaseResult:
+def _phase_result(
+    phase: Phase, state: ScheduleState, model: keras.Model, extraction_s: float, elapsed_s: float, resumed_at: int
+) -> PhaseResult:
+    """The phase's numbers; its wall time counts everything since it started (checkpoints included),
+    plus the epoch times of a process that ran part of it before a resume."""
     rows = [r for r in state.history if r["phase"] == phase.name]
+    earlier_s = sum(r["epoch_time_s"] for r in rows if r["epoch"] <= resumed_at)
     return PhaseResult(
         name=phase.name,
         first_epoch=state.phase_first_epoch + 1,
         epochs_run=len(rows),
         lr=phase.lr,
-        wall_time_s=sum(r["epoch_time_s"] for r in rows) + extraction_s,
+        wall_time_s=earlier_s + elapsed_s,
         stopped_early=bool(state.early_stopping.get("stopped_epoch")),
         trainable_params=sum(int(math.prod(w.shape)) for w in model.trainable_weights),
         feature_extraction_s=extraction_s,

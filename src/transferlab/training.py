@@ -79,7 +79,8 @@ def _train_and_report(cfg: ExperimentConfig, plan: DatasetPlan, image_size, run_
     data = build_pipelines(plan, cfg.dataset, image_size, cfg.augmentation, cfg.trainer.seed)
     task = TaskSpec(image_size, len(plan.class_names))
     checkpoint = load_checkpoint(run_dir / "checkpoints") if cfg.resume else None
-    model = checkpoint.load_model() if checkpoint else build_model(cfg.base_model, cfg.head, task)
+    build = lambda: build_model(cfg.base_model, cfg.head, task)  # noqa: E731
+    model = checkpoint.load_model(build) if checkpoint else build()
     check_unfreeze(model, cfg.schedule)
     baseline = baseline_metrics(cfg, model, data, run_dir, resumed=checkpoint is not None)
     with open_trackers(cfg, run_dir) as trackers:

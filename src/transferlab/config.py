@@ -84,6 +84,11 @@ class BaseModelConfig:
     alpha: Optional[float] = None
     # Allow a `.keras` base with Lambda layers (runs code stored in the file).
     unsafe_deserialization: bool = False
+    # What the base expects its input pixels to be: null uses the base's own preprocessing; "none"
+    # (raw 0..255), "unit" (x / 255, TF Hub's convention), or a base name whose preprocess_input to use.
+    preprocess: Optional[str] = None
+    # SavedModel bases: the function to call ("serve" for `model.export`; TF Hub often "serving_default").
+    endpoint: str = "serve"
 
 
 @dataclass

@@ -78,9 +78,18 @@ def plan_phases(cfg: ScheduleConfig, augmented: bool = False) -> list[Phase]:
 
 
 def check_unfreeze(model: keras.Model, cfg: ScheduleConfig) -> None:
-    """Fail before training if `schedule.fine_tune.unfreeze` names no part of this base."""
-    if cfg.fine_tune.epochs > 0:
-        unfreeze_start(get_base(model), cfg.fine_tune.unfreeze)
+    """Fail before training if `schedule.fine_tune.unfreeze` names no part of this base, or a part
+    with nothing to train (a SavedModel that exposes no trainable variables)."""
+    if cfg.fine_tune.epochs <= 0:
+        return
+    base = get_base(model)
+    unfrozen = base.layers[unfreeze_start(base, cfg.fine_tune.unfreeze):]
+    if not any(v.trainable for layer in unfrozen for v in layer.weights):
+        raise ConfigError(
+            f"schedule.fine_tune.unfreeze={cfg.fine_tune.unfreeze} leaves nothing to fine-tune: that part of the "
+            "base has no trainable variables (a SavedModel exported without them cannot be fine-tuned); "
+            "set schedule.fine_tune.epochs=0 or schedule=head_only"
+        )
 
 
 def unfreeze_start(base: keras.Model, unfreeze: str) -> int:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from transferlab.bases import check_image_size, get_base_spec, resolve_weights
+from transferlab.bases import check_image_size, check_preprocess, get_base_spec, resolve_weights
 from transferlab.config import ExperimentConfig, flatten, to_experiment_config
 from transferlab.data import DatasetPlan, check_images, locate_dataset, plan_dataset
 from transferlab.reporting import RunSummary, write_json
@@ -51,6 +51,7 @@ def check_model_config(cfg: ExperimentConfig) -> tuple[int, int]:
     """Name, weights and input size of the base, checked without building anything."""
     spec = get_base_spec(cfg.base_model.name)
     resolve_weights(spec, cfg.base_model.weights)
+    check_preprocess(cfg.base_model.preprocess)
     image_size = tuple(cfg.dataset.image_size or (spec.default_size, spec.default_size))
     check_image_size(spec, image_size)
     return image_size

@@ -36,7 +36,10 @@ def split_model(model: keras.Model) -> tuple[keras.Model, keras.Model]:
     y = head_input
     for layer in layers[base_index + 1 :]:
         y = layer(y)
-    return extractor, keras.Model(head_input, y, name="head")
+    head = keras.Model(head_input, y, name="head")
+    # Both run briefly (one pass; a few small epochs): compiling them with XLA costs more than it saves.
+    extractor.jit_compile = head.jit_compile = False
+    return extractor, head
 
 
 def extract(extractor: keras.Model, batches) -> tuple[np.ndarray, np.ndarray]:

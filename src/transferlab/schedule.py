@@ -349,6 +349,7 @@ def _what_to_fit(model: keras.Model, data: ImageData, phase: Phase, task: TaskSp
     features = cached_feature_data(extractor, data)
     extraction_s = time.perf_counter() - started
     compile_model(head, model.optimizer, phase.lr, task)
+    head.jit_compile = False  # compile() resets it; see split_model
     return head, features, extraction_s
 
 

@@ -294,15 +294,7 @@ def run_schedule(
     for phase in plan_phases(cfg, augmented):
         if phase.name in state.finished_phases:
             continue
-        resuming = state.mid_phase and state.phase == phase.name
-        # A frozen-base checkpoint gives an uncompiled model: compile it, then restore the optimizer.
-        if not resuming or resume_from.frozen_base:
-            if not resuming:
-                state.start_phase(phase.name)
-            set_trainable_for_phase(model, phase)
-            compile_model(model, optimizer, phase.lr, task)
-        if resuming and resume_from.frozen_base:
-            resume_from.restore_optimizer(model)
+        resuming = _enter_phase(model, phase, state, optimizer, task, resume_from)
         best_checkpoint.defer = phase.unfreeze is None
         recorder.phase = phase
         started, resumed_at = time.perf_counter(), state.epoch
@@ -334,6 +326,25 @@ def run_schedule(
         state.phase_results.append(asdict(_phase_result(phase, state, model, extraction_s, elapsed_s, resumed_at)))
         save_checkpoint(run_dir / "checkpoints", model, state, frozen_base=best_checkpoint.defer)
     return ScheduleResult([PhaseResult(**r) for r in state.phase_results], state.history)
+
+
+def _enter_phase(
+    model: keras.Model, phase: Phase, state: ScheduleState, optimizer: OptimizerConfig, task: TaskSpec,
+    resume_from: Optional[Checkpoint],
+) -> bool:
+    """Set the phase's trainable layers and compile, unless a checkpoint's compiled model continues it;
+    True when the phase is resumed. A frozen-base checkpoint's model is rebuilt uncompiled, so it is
+    compiled here and its optimizer state restored."""
+    resuming = state.mid_phase and state.phase == phase.name
+    if resuming and not resume_from.frozen_base:
+        return True
+    if not resuming:
+        state.start_phase(phase.name)
+    set_trainable_for_phase(model, phase)
+    compile_model(model, optimizer, phase.lr, task)
+    if resuming:
+        resume_from.restore_optimizer(model)
+    return resuming
 
 
 def _what_to_fit(model: keras.Model, data: ImageData, phase: Phase, task: TaskSpec) -> tuple[keras.Model, ImageData, float]:

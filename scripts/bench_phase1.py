@@ -149,6 +149,7 @@ def main() -> None:
     print(f"  phase 1 on cached features (extraction, checkpoints incl.): {cached_s:7.2f} s  "
           f"= {cached_s / cold:.2f}x the cold pass, {cached_s / warm:.2f}x the warm pass (target <= 1.3x)")
     print(f"    of which caching the features (train + validation)      : {cached['feature_extraction_s']:7.2f} s")
+    print(f"  whole run on cached features (build, phase 1, evaluation): {runs[True].wall_time_s:7.2f} s")
     print(f"  phase 1 on images every epoch                             : {images['wall_time_s']:7.2f} s  "
           f"= {images['wall_time_s'] / cached_s:.1f}x the cached phase")
     print(f"  best validation accuracy, cached / images                 : {cached['best']['val_accuracy']:.4f} / "

@@ -14,8 +14,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import TRAIN_SCRIPT, run_train_script, tiny_overrides, write_class_images
+from conftest import ROOT, TRAIN_SCRIPT, run_train_script, tiny_overrides, write_class_images
 from transferlab.checkpoints import ScheduleState, load_checkpoint, save_checkpoint
+from transferlab.errors import ModelError
 
 METRICS = ["loss", "accuracy", "val_loss", "val_accuracy"]
 
@@ -41,7 +42,9 @@ def overrides(data: Path, weights: Path, *extra: str) -> list[str]:
 
 
 def cli(args: list[str], run_dir: Path, cwd: Path) -> subprocess.Popen:
-    env = {**os.environ, "TRANSFERLAB_DATA_DIR": str(cwd / "data")}
+    # This checkout's package first, as in conftest.run_train_script.
+    python_path = os.pathsep.join(filter(None, [str(ROOT / "src"), os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, "TRANSFERLAB_DATA_DIR": str(cwd / "data"), "PYTHONPATH": python_path}
     return subprocess.Popen(
         [sys.executable, str(TRAIN_SCRIPT), *args, f"paths.output_dir={run_dir}", f"hydra.run.dir={run_dir}"],
         cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -83,6 +86,37 @@ def test_run_killed_in_phase_two_resumes_to_the_same_history(slow_folder, base_w
     reference_summary = json.loads((tmp_path / "reference" / "run" / "summary.json").read_text())
     assert summary["status"] == "completed"
     assert summary["metrics"]["test/accuracy"] == pytest.approx(reference_summary["metrics"]["test/accuracy"], abs=1e-6)
+
+
+def test_run_killed_in_the_cached_head_phase_resumes_to_the_same_run(slow_folder, base_weights, tmp_path):
+    """Head-phase checkpoints hold only what trains (no model file); the resumed run still ends identically."""
+    args = overrides(slow_folder, base_weights, "schedule.head.epochs=15", "schedule.fine_tune.epochs=1",
+                     "schedule.head.patience=20")
+    reference = cli(args, tmp_path / "reference" / "run", tmp_path)
+    assert reference.wait(timeout=600) == 0, reference.stderr.read()[-3000:]
+
+    killed_dir = tmp_path / "runs" / "killed"
+    killed = cli(args, killed_dir, tmp_path)
+    wait_for_checkpoint(killed_dir, 2, killed)
+    killed.send_signal(signal.SIGKILL)
+    killed.wait(timeout=60)
+    checkpoint = load_checkpoint(killed_dir / "checkpoints")
+    assert checkpoint.state.phase == "head" and checkpoint.state.epoch < 15, "killed too late to test the head phase"
+    assert checkpoint.frozen_base and not (checkpoint.folder / "model.keras").exists()
+
+    resumed = cli([*args, "resume=true"], tmp_path / "runs" / "resumer", tmp_path)
+    assert resumed.wait(timeout=600) == 0, resumed.stderr.read()[-3000:]
+    expected = pd.read_csv(tmp_path / "reference" / "run" / "history.csv")
+    got = pd.read_csv(killed_dir / "history.csv")
+    assert list(got["phase"]) == list(expected["phase"]) == ["head"] * 15 + ["fine_tune"]
+    np.testing.assert_allclose(got[METRICS].to_numpy(), expected[METRICS].to_numpy(), rtol=0, atol=1e-6)
+    from transferlab.models import load_trained_model
+
+    for name in ("model.keras", "best.keras"):
+        ours = load_trained_model(str(killed_dir / name)).get_weights()
+        theirs = load_trained_model(str(tmp_path / "reference" / "run" / name)).get_weights()
+        for a, b in zip(ours, theirs, strict=True):
+            np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)
 
 
 def test_sigterm_stops_gracefully_and_the_run_resumes(slow_folder, base_weights, tmp_path):
@@ -132,6 +166,26 @@ def test_a_crash_while_writing_a_checkpoint_keeps_the_previous_one(tmp_path):
         save_checkpoint(tmp_path, Exploding(), ScheduleState(phase="head", epoch=2))
     checkpoint = load_checkpoint(tmp_path)
     assert checkpoint.state.epoch == 1 and checkpoint.load_model().count_params() == 3
+
+
+def test_a_frozen_base_checkpoint_refuses_a_base_with_other_weights(tmp_path):
+    import keras
+
+    def classifier(bias: float) -> keras.Model:
+        inputs = keras.Input((2,))
+        base = keras.Sequential([keras.Input((2,)), keras.layers.Dense(2, kernel_initializer="ones", bias_initializer=keras.initializers.Constant(bias))], name="base")
+        model = keras.Model(inputs, keras.layers.Dense(1)(base(inputs)))
+        model.compile(optimizer="adam", loss="mse")
+        model.optimizer.build(model.trainable_variables)
+        return model
+
+    trained = classifier(0.0)
+    save_checkpoint(tmp_path, trained, ScheduleState(phase="head", epoch=1), frozen_base=True)
+    checkpoint = load_checkpoint(tmp_path)
+    restored = checkpoint.load_model(lambda: classifier(0.0))
+    assert np.array_equal(restored.layers[-1].kernel.numpy(), trained.layers[-1].kernel.numpy())
+    with pytest.raises(ModelError, match="other weights than the checkpoint was trained on"):
+        checkpoint.load_model(lambda: classifier(1.0))
 
 
 def test_same_seed_gives_identical_runs_and_the_rerun_command_repeats_a_run(image_folder, base_weights, tmp_path):

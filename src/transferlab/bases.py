@@ -17,6 +17,9 @@ from typing import Callable, Optional
 from transferlab.errors import ConfigError, ModelError
 
 IMAGENET = "imagenet"
+SAVED_MODEL = "saved_model"
+NO_PREPROCESS, UNIT_PREPROCESS = "none", "unit"
+UNIT_SCALING = "transferlab.models:scale_to_unit"
 DIGITS_WEIGHTS = "digits_0_4"
 DIGITS_WEIGHTS_FILE = "digits_cnn_0-4.weights.h5"
 
@@ -76,10 +79,12 @@ _SPECS = [
         _app(f"convnext_{v.lower()}", "convnext", f"ConvNeXt{v}", 224)
         for v in ("Tiny", "Small", "Base", "Large", "XLarge")
     ),
+    # A TensorFlow SavedModel directory (e.g. a TF Hub feature vector) given as base_model.weights.
+    BaseSpec(SAVED_MODEL, "", UNIT_SCALING, 224, 1, named_weights={}),
     BaseSpec(
         "digits_cnn",
         "transferlab.models:digits_cnn",
-        "transferlab.models:scale_to_unit",
+        UNIT_SCALING,
         32,
         8,
         named_weights={DIGITS_WEIGHTS: DIGITS_WEIGHTS_FILE},
@@ -104,6 +109,7 @@ class WeightsKind(str, Enum):
     named = "named"  # passed to the constructor, e.g. "imagenet"
     file = "file"  # a weights file loaded into the constructed architecture
     keras_model = "keras_model"  # a whole saved model used as the base
+    saved_model = "saved_model"  # a TensorFlow SavedModel directory used as the base
 
 
 @dataclass(frozen=True)
@@ -114,6 +120,13 @@ class WeightsSource:
 
 def resolve_weights(spec: BaseSpec, weights: Optional[str]) -> WeightsSource:
     """Turn `base_model.weights` into what to load, failing early on names and paths that cannot work."""
+    source = _resolve(spec, weights)
+    if spec.name == SAVED_MODEL and source.kind is not WeightsKind.saved_model:
+        raise ConfigError("base_model=saved_model needs base_model.weights set to a TensorFlow SavedModel directory")
+    return source
+
+
+def _resolve(spec: BaseSpec, weights: Optional[str]) -> WeightsSource:
     if weights is None or weights.lower() in ("null", "none", "random"):
         return WeightsSource(WeightsKind.none)
     if weights in spec.named_weights:
@@ -122,6 +135,8 @@ def resolve_weights(spec: BaseSpec, weights: Optional[str]) -> WeightsSource:
             return WeightsSource(WeightsKind.named, weights)
         return WeightsSource(WeightsKind.file, str(asset_path(asset)))
     path = Path(weights).expanduser()
+    if path.is_dir() or (not path.suffix and "/" in weights):
+        return WeightsSource(WeightsKind.saved_model, str(check_saved_model_dir(path)))
     if path.suffix == ".keras":
         kind = WeightsKind.keras_model
     elif path.suffix in (".h5", ".hdf5"):
@@ -130,16 +145,51 @@ def resolve_weights(spec: BaseSpec, weights: Optional[str]) -> WeightsSource:
         known = ", ".join([*spec.named_weights, "null"])
         raise ConfigError(
             f"base_model.weights='{weights}' is not a weight set of {spec.name} (known: {known}); "
-            "or give a path to a .weights.h5 / .keras file"
+            "or give a path to a .weights.h5 / .keras file or a SavedModel directory"
         )
     else:
         raise ConfigError(
             f"base_model.weights='{weights}' has an unsupported file type: "
-            "use a Keras weights file (.weights.h5 or .h5) or a saved model (.keras)"
+            "use a Keras weights file (.weights.h5 or .h5), a saved model (.keras) or a SavedModel directory"
         )
     if not path.is_file():
         raise ModelError(f"weights file not found: '{path}'; check base_model.weights")
     return WeightsSource(kind, str(path))
+
+
+def check_saved_model_dir(path: Path) -> Path:
+    """A SavedModel directory holds saved_model.pb (or .pbtxt); say which part is missing."""
+    if not path.is_dir():
+        raise ModelError(f"SavedModel directory not found: '{path}'; check base_model.weights")
+    if not any((path / name).is_file() for name in ("saved_model.pb", "saved_model.pbtxt")):
+        raise ModelError(
+            f"'{path}' is not a TensorFlow SavedModel directory (no saved_model.pb in it); point "
+            "base_model.weights at the folder that holds saved_model.pb and variables/"
+        )
+    return path
+
+
+def check_preprocess(name: Optional[str]) -> None:
+    if name not in (None, NO_PREPROCESS, UNIT_PREPROCESS):
+        get_preprocess_spec(name)
+
+
+def preprocess_function(name: str) -> Callable:
+    """What `base_model.preprocess` names: "none", "unit", or a registered base's own preprocessing."""
+    if name == NO_PREPROCESS:
+        return lambda images: images
+    spec = BaseSpec(name, "", UNIT_SCALING, 0, 0) if name == UNIT_PREPROCESS else get_preprocess_spec(name)
+    return spec.load("preprocess")
+
+
+def get_preprocess_spec(name: str) -> BaseSpec:
+    """The registered base whose preprocessing `name` asks for, failing like an unknown base name."""
+    try:
+        return get_base_spec(name)
+    except ConfigError as exc:
+        raise ConfigError(
+            f"base_model.preprocess='{name}' is not none, unit or a base name: {str(exc).split(': ', 1)[1]}"
+        ) from None
 
 
 def asset_path(filename: str) -> Path:

@@ -4,6 +4,11 @@ Each completed epoch is written to a fresh folder `checkpoints/epoch-NNNN/` (the
 optimizer state, the schedule state, early stopping's best weights, the RNG states); only then
 does the one-line file `checkpoints/latest` switch to it, by an atomic rename, and older folders
 are removed. A crash at any moment therefore leaves a complete previous checkpoint.
+
+While the base is frozen its weights cannot change, so rewriting them every epoch is wasted work
+(most of the time of a cached head phase). A frozen-base checkpoint holds only what trains: the
+variables outside the base and the optimizer's variables; a resumed run rebuilds the model from
+its config (the same base weights, the same seeded initialisation) and restores those into it.
 """
 
 from __future__ import annotations
@@ -15,14 +20,20 @@ import random
 import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
 import numpy as np
+
+from transferlab.errors import ModelError
 
 if TYPE_CHECKING:
     import keras
 
 LATEST = "latest"
+TRAINED = "trained.npz"  # a frozen-base checkpoint: the variables outside the base
+OPTIMIZER = "optimizer.npz"
+BASE_DIGEST = "base.sha256"  # a frozen-base checkpoint: which base weights it was trained on
+BASE_LAYER = "base"  # transferlab.models.BASE_LAYER, named here to keep this module free of Keras
 
 
 @dataclass
@@ -51,17 +62,39 @@ class Checkpoint:
     folder: Path
     state: ScheduleState
 
-    def load_model(self) -> "keras.Model":
-        from transferlab.models import load_trained_model
+    @property
+    def frozen_base(self) -> bool:
+        return (self.folder / TRAINED).is_file()
 
-        return load_trained_model(str(self.folder / "model.keras"))
+    def load_model(self, build: Optional[Callable[[], "keras.Model"]] = None) -> "keras.Model":
+        """The checkpointed model; a frozen-base checkpoint restores its variables into `build()`."""
+        if not self.frozen_base:
+            from transferlab.models import load_trained_model
+
+            return load_trained_model(str(self.folder / "model.keras"))
+        model = build()
+        if base_digest(model) != (self.folder / BASE_DIGEST).read_text():
+            raise ModelError(
+                "the base rebuilt from the config has other weights than the checkpoint was trained on "
+                "(was the weights file replaced?); restore it, or start a new run without resume"
+            )
+        _assign(trained_variables(model), _load_arrays(self.folder / TRAINED))
+        return model
+
+    def restore_optimizer(self, model: "keras.Model") -> None:
+        """Put a frozen-base checkpoint's optimizer state into the freshly compiled model's optimizer."""
+        optimizer = model.optimizer
+        if not optimizer.built:
+            optimizer.build(model.trainable_variables)
+        _assign(optimizer.variables, _load_arrays(self.folder / OPTIMIZER))
+
+    def arrays(self, name: str) -> Optional[list[np.ndarray]]:
+        """A list of arrays saved with the checkpoint (e.g. early stopping's best weights), or None."""
+        path = self.folder / f"{name}.npz"
+        return _load_arrays(path) if path.is_file() else None
 
     def early_stopping_weights(self) -> Optional[list[np.ndarray]]:
-        path = self.folder / "early_stopping_best.npz"
-        if not path.is_file():
-            return None
-        with np.load(path) as arrays:
-            return [arrays[f"w{i}"] for i in range(len(arrays.files))]
+        return self.arrays(EARLY_STOPPING_BEST)
 
     def restore_rng(self, model: "keras.Model") -> None:
         """Python, NumPy and Keras generators, and the model's own (dropout) seed states."""
@@ -74,20 +107,54 @@ class Checkpoint:
             variable.assign(value)
 
 
+EARLY_STOPPING_BEST = "early_stopping_best"
+
+
+def base_digest(model: "keras.Model") -> str:
+    """Hash of the base's weights: a rebuilt base must be the one the head was trained on."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for variable in model.get_layer(BASE_LAYER).variables:
+        digest.update(np.ascontiguousarray(variable.numpy()).tobytes())
+    return digest.hexdigest()
+
+
+def trained_variables(model: "keras.Model") -> list:
+    """The model's variables outside the base: all that changes while the base is frozen."""
+    frozen = {id(v) for v in model.get_layer(BASE_LAYER).variables}
+    return [v for v in model.variables if id(v) not in frozen]
+
+
 def save_checkpoint(
-    root: Path, model: "keras.Model", state: ScheduleState, early_stopping_weights: Optional[list] = None
+    root: Path,
+    model: "keras.Model",
+    state: ScheduleState,
+    early_stopping_weights: Optional[list] = None,
+    frozen_base: bool = False,
+    **arrays: Optional[list],
 ) -> Path:
-    """Write the epoch's checkpoint folder completely, then point `latest` at it."""
+    """Write the epoch's checkpoint folder completely, then point `latest` at it.
+
+    `frozen_base` writes only the variables that can train (and the optimizer's), not the model
+    file; `arrays` are further lists of arrays saved as `<name>.npz`.
+    """
     root.mkdir(parents=True, exist_ok=True)
     name = f"epoch-{state.epoch:04d}"
     folder = root / name
     staging = root / f".{name}.writing"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir()
-    model.save(staging / "model.keras")
+    if frozen_base:
+        _save_arrays(staging / TRAINED, trained_variables(model))
+        _save_arrays(staging / OPTIMIZER, model.optimizer.variables)
+        (staging / BASE_DIGEST).write_text(base_digest(model))
+    else:
+        model.save(staging / "model.keras")
     (staging / "state.json").write_text(json.dumps(asdict(state), indent=2))
-    if early_stopping_weights is not None:
-        np.savez(staging / "early_stopping_best.npz", **{f"w{i}": w for i, w in enumerate(early_stopping_weights)})
+    for array_name, values in {EARLY_STOPPING_BEST: early_stopping_weights, **arrays}.items():
+        if values is not None:
+            _save_arrays(staging / f"{array_name}.npz", values)
     with open(staging / "rng.pkl", "wb") as f:
         pickle.dump(
             {
@@ -118,6 +185,23 @@ def load_checkpoint(root: Path) -> Optional[Checkpoint]:
     folder = root / pointer.read_text().strip()
     state = ScheduleState(**json.loads((folder / "state.json").read_text()))
     return Checkpoint(folder, state)
+
+
+def _save_arrays(path: Path, values: list) -> None:
+    np.savez(path, **{f"w{i}": np.asarray(v) for i, v in enumerate(values)})
+
+
+def _load_arrays(path: Path) -> list[np.ndarray]:
+    with np.load(path) as arrays:
+        return [arrays[f"w{i}"] for i in range(len(arrays.files))]
+
+
+def _assign(variables: list, values: list[np.ndarray]) -> None:
+    """Assign saved values in order; a different model or optimizer fails here rather than training on."""
+    if len(variables) != len(values) or any(tuple(v.shape) != w.shape for v, w in zip(variables, values, strict=True)):
+        raise ModelError("the checkpoint does not fit this model (its variables differ); resume with the run's own config")
+    for variable, value in zip(variables, values, strict=True):
+        variable.assign(value)
 
 
 def _seed_states(model: "keras.Model") -> list:

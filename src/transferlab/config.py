@@ -118,6 +118,11 @@ class BaseModelConfig:
     sha256: Optional[str] = None
     member: Optional[str] = None
     dim: Optional[int] = None
+    # What the base expects its input pixels to be: null uses the base's own preprocessing; "none"
+    # (raw 0..255), "unit" (x / 255, TF Hub's convention), or a base name whose preprocess_input to use.
+    preprocess: Optional[str] = None
+    # SavedModel bases: the function to call ("serve" for `model.export`; TF Hub often "serving_default").
+    endpoint: str = "serve"
 
 
 @dataclass

@@ -9,16 +9,18 @@ epoch-seeded shuffling, so it ends with the weights the uncached phase would hav
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from dataclasses import replace
+from typing import Callable
 
 import keras
 import numpy as np
 
 from transferlab.config import BaselineConfig
 from transferlab.data import ImageData, shuffled_epochs
-from transferlab.models import BASE_LAYER, predict_batch
+from transferlab.models import BASE_LAYER
 
 log = logging.getLogger(__name__)
 
@@ -36,16 +38,30 @@ def split_model(model: keras.Model) -> tuple[keras.Model, keras.Model]:
     y = head_input
     for layer in layers[base_index + 1 :]:
         y = layer(y)
-    return extractor, keras.Model(head_input, y, name="head")
+    head = keras.Model(head_input, y, name="head")
+    # Both run briefly (one pass; a few small epochs): compiling them with XLA costs more than it saves.
+    extractor.jit_compile = head.jit_compile = False
+    return extractor, head
 
 
 def extract(extractor: keras.Model, batches) -> tuple[np.ndarray, np.ndarray]:
     """Run the extractor over labelled batches once; features and labels in dataset order."""
+    run = _any_batch_size(extractor)
     features, labels = [], []
     for images, y in batches:
-        features.append(predict_batch(extractor, images))
+        features.append(np.asarray(run(images)))
         labels.append(np.asarray(y))
     return np.concatenate(features), np.concatenate(labels)
+
+
+@functools.lru_cache(maxsize=2)
+def _any_batch_size(extractor: keras.Model) -> Callable:
+    """The extractor traced once for every batch size and split: `predict_on_batch` traces the whole
+    base again for a last, smaller batch, which costs more than the batch itself."""
+    import tensorflow as tf
+
+    spec = tf.TensorSpec((None, *extractor.inputs[0].shape[1:]), extractor.inputs[0].dtype)
+    return tf.function(lambda images: extractor(images, training=False), input_signature=[spec])
 
 
 def cached_feature_data(extractor: keras.Model, data: ImageData) -> ImageData:

@@ -9,13 +9,14 @@ never part of the exported model.
 from __future__ import annotations
 
 import logging
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Optional
 
 import keras
 import numpy as np
 
-from transferlab.bases import BaseSpec, WeightsKind, get_base_spec, resolve_weights
+from transferlab.bases import BaseSpec, WeightsKind, get_base_spec, preprocess_function, resolve_weights
 from transferlab.config import AugmentationConfig, BaseModelConfig, HeadConfig, HeadKind, Pooling
 from transferlab.errors import ModelError
 
@@ -45,7 +46,7 @@ class TaskSpec:
 
 @keras.saving.register_keras_serializable(package="transferlab")
 class Preprocess(keras.layers.Layer):
-    """Applies the base model's own `preprocess_input`, looked up by registry name.
+    """Applies a base model's own `preprocess_input` (by registry name), or "none" or "unit".
 
     Storing the name rather than a function keeps saved models loadable with safe mode on.
     """
@@ -53,7 +54,7 @@ class Preprocess(keras.layers.Layer):
     def __init__(self, base_name: str, **kwargs):
         super().__init__(**kwargs)
         self.base_name = base_name
-        self._fn = get_base_spec(base_name).load("preprocess")
+        self._fn = preprocess_function(base_name)
 
     def call(self, inputs):
         return self._fn(keras.ops.cast(inputs, self.compute_dtype))
@@ -93,7 +94,7 @@ def build_model(base_cfg: BaseModelConfig, head_cfg: HeadConfig, task: TaskSpec)
     spec = get_base_spec(base_cfg.name)
     base = build_base(spec, base_cfg, task.image_size)
     inputs = keras.Input(shape=(*task.image_size, 3), name="image")
-    x = Preprocess(spec.name, name="preprocess")(inputs)
+    x = Preprocess(base_cfg.preprocess or spec.name, name="preprocess")(inputs)
     # training=False keeps BatchNorm in inference mode while the base is frozen; phase 2 also sets
     # BatchNorm layers non-trainable, because Keras 3.15 still passes training=True down then.
     x = base(x, training=False)
@@ -123,6 +124,8 @@ def build_base(spec: BaseSpec, cfg: BaseModelConfig, image_size: tuple[int, int]
     source = resolve_weights(spec, cfg.weights)
     if source.kind is WeightsKind.keras_model:
         return _load_keras_base(source.value, cfg.unsafe_deserialization)
+    if source.kind is WeightsKind.saved_model:
+        return _load_saved_model_base(source.value, cfg.endpoint, image_size)
     kwargs = {"alpha": cfg.alpha} if cfg.alpha is not None else {}
     if kwargs and not spec.takes_alpha:
         raise ModelError(f"base_model.alpha is set but {spec.name} has no width multiplier; remove it")
@@ -175,6 +178,55 @@ def _load_keras_base(path: str, unsafe: bool) -> keras.Model:
     except Exception as exc:
         raise ModelError(f"cannot load the base model '{path}': {_one_line(exc)}") from exc
     return keras.Model(loaded.input, loaded.output, name=BASE_LAYER)
+
+
+# True only inside `load_trained_model`: see SavedModelBase.
+_loading_own_model: ContextVar[bool] = ContextVar("loading_own_model", default=False)
+
+
+@keras.saving.register_keras_serializable(package="transferlab")
+class SavedModelBase(keras.layers.TFSMLayer):
+    """A TensorFlow SavedModel as the base, reloadable from the models this project saves.
+
+    Keras' safe mode refuses every TFSMLayer, since reloading runs the graph of the directory named
+    in the file. In the project's own outputs (`load_trained_model`) that directory is the base the
+    user configured, so it is trusted there; anywhere else (a `.keras` base from elsewhere) safe
+    mode still applies.
+    """
+
+    def _add_existing_weight(self, weight) -> None:
+        # Keras 3.15 keeps TensorFlow's ":0" in these names, and optimizers then fail to name their
+        # slot variables ("'conv_kernel:0_momentum' is not a valid scope name"): phase 2 could not run.
+        variable = keras.Variable(
+            initializer=weight, trainable=weight.trainable, dtype=weight.dtype, shape=weight.shape,
+            name=weight.name.replace("/", "_").replace(":", "_"),
+        )
+        self._track_variable(variable)
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None, safe_mode=None):
+        if _loading_own_model.get():
+            return cls(**config)
+        return super().from_config(config, custom_objects, safe_mode)
+
+
+def _load_saved_model_base(path: str, endpoint: str, image_size: tuple[int, int]) -> keras.Model:
+    """A TensorFlow SavedModel called through `keras.layers.TFSMLayer`, as a one-layer base."""
+    try:
+        layer = SavedModelBase(path, call_endpoint=endpoint, trainable=True, name="saved_model")
+        inputs = keras.Input(shape=(*image_size, 3), name="pixels")
+        outputs = layer(inputs)
+    except Exception as exc:  # TensorFlow's loader raises many types for an unreadable directory
+        raise ModelError(
+            f"cannot load the SavedModel '{path}' (endpoint '{endpoint}'): {_one_line(exc)}; check "
+            "base_model.weights, base_model.endpoint and dataset.image_size"
+        ) from exc
+    if isinstance(outputs, dict):
+        if len(outputs) != 1:
+            raise ModelError(f"the SavedModel '{path}' returns several outputs ({', '.join(outputs)}); "
+                             "choose an endpoint with one feature output via base_model.endpoint")
+        outputs = next(iter(outputs.values()))
+    return keras.Model(inputs, outputs, name=BASE_LAYER)
 
 
 def build_head(features, cfg: HeadConfig, task: TaskSpec):
@@ -241,7 +293,11 @@ def predict_batch(model: keras.Model, images) -> np.ndarray:
 
 def load_trained_model(path: str) -> keras.Model:
     """Load a model this project saved (its Preprocess layer is registered on import)."""
-    return keras.saving.load_model(path)
+    token = _loading_own_model.set(True)
+    try:
+        return keras.saving.load_model(path)
+    finally:
+        _loading_own_model.reset(token)
 
 
 def _one_line(exc: BaseException) -> str:

@@ -22,9 +22,10 @@ from pathlib import Path
 from typing import Iterator, Optional
 
 import keras
+import numpy as np
 
 from transferlab.config import FineTuneConfig, HeadPhaseConfig, OptimizerConfig, OptimizerName, ScheduleConfig
-from transferlab.checkpoints import Checkpoint, ScheduleState, save_checkpoint
+from transferlab.checkpoints import Checkpoint, ScheduleState, save_checkpoint, trained_variables
 from transferlab.data import ImageData
 from transferlab.errors import ConfigError, TrainingError
 from transferlab.features import cached_feature_data, split_model
@@ -80,9 +81,18 @@ def plan_phases(cfg: ScheduleConfig, cache_by_default: bool = True) -> list[Phas
 
 
 def check_unfreeze(model: keras.Model, cfg: ScheduleConfig) -> None:
-    """Fail before training if `schedule.fine_tune.unfreeze` names no part of this base."""
-    if cfg.fine_tune.epochs > 0:
-        unfreeze_start(get_base(model), cfg.fine_tune.unfreeze)
+    """Fail before training if `schedule.fine_tune.unfreeze` names no part of this base, or a part
+    with nothing to train (a SavedModel that exposes no trainable variables)."""
+    if cfg.fine_tune.epochs <= 0:
+        return
+    base = get_base(model)
+    unfrozen = base.layers[unfreeze_start(base, cfg.fine_tune.unfreeze):]
+    if not any(v.trainable for layer in unfrozen for v in layer.weights):
+        raise ConfigError(
+            f"schedule.fine_tune.unfreeze={cfg.fine_tune.unfreeze} leaves nothing to fine-tune: that part of the "
+            "base has no trainable variables (a SavedModel exported without them cannot be fine-tuned); "
+            "set schedule.fine_tune.epochs=0 or schedule=head_only"
+        )
 
 
 def unfreeze_start(base: keras.Model, unfreeze: str) -> int:
@@ -206,21 +216,48 @@ class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
         return {"wait": self.wait, "best": best, "best_epoch": self.best_epoch, "stopped_epoch": self.stopped_epoch}
 
 
-class FullModelCheckpoint(keras.callbacks.ModelCheckpoint):
-    """Saves the whole classifier even while fit trains only its head on cached features."""
+class BestModelCheckpoint(keras.callbacks.ModelCheckpoint):
+    """best.keras of the whole classifier, even while fit trains only its head on cached features.
 
-    def __init__(self, full_model: keras.Model, *args, **kwargs):
+    While the base is frozen (`defer`), an improvement only copies the variables outside the base
+    (`pending`); the full model is written once when the phase ends, not at every improvement.
+    Until then the epoch checkpoint carries `pending`, so a killed run loses nothing.
+    """
+
+    def __init__(self, full_model: keras.Model, *args, pending: Optional[list] = None, **kwargs):
         super().__init__(*args, **kwargs)
-        self.full_model = full_model
+        self.full_model, self.pending, self.defer = full_model, pending, False
 
     def set_model(self, model: keras.Model) -> None:
         super().set_model(self.full_model)
+
+    def _save_model(self, epoch, batch, logs) -> None:
+        if not self.defer:
+            super()._save_model(epoch, batch, logs)
+        elif self._should_save_model(epoch, batch, logs, self.filepath):
+            self.pending = [np.array(v) for v in trained_variables(self.full_model)]
+
+    def on_train_end(self, logs=None) -> None:
+        self.write_pending()
+
+    def write_pending(self) -> None:
+        """Write best.keras from the pending best variables, leaving the model's own as they were."""
+        if self.pending is None:
+            return
+        variables = trained_variables(self.full_model)
+        current = [np.array(v) for v in variables]
+        for variable, value in zip(variables, self.pending, strict=True):
+            variable.assign(value)
+        self.full_model.save(self.filepath, overwrite=True)
+        for variable, value in zip(variables, current, strict=True):
+            variable.assign(value)
+        self.pending = None
 
 
 class EpochCheckpointer(keras.callbacks.Callback):
     """Saves the resumable checkpoint after each epoch; runs after every other callback of the epoch."""
 
-    def __init__(self, root: Path, full_model: keras.Model, state: ScheduleState, best: FullModelCheckpoint):
+    def __init__(self, root: Path, full_model: keras.Model, state: ScheduleState, best: BestModelCheckpoint):
         super().__init__()
         self.root, self.full_model, self.state, self.best = root, full_model, state, best
         self.early_stop: Optional[ResumableEarlyStopping] = None
@@ -232,7 +269,9 @@ class EpochCheckpointer(keras.callbacks.Callback):
             self.state.early_stopping = self.early_stop.state()
             weights = self.early_stop.best_weights
         write_history(self.state.history, self.root.parent / "history.csv")
-        save_checkpoint(self.root, self.full_model, self.state, weights)
+        save_checkpoint(
+            self.root, self.full_model, self.state, weights, frozen_base=self.best.defer, best_pending=self.best.pending
+        )
 
 
 def run_schedule(
@@ -258,21 +297,19 @@ def run_schedule(
         resume_from.restore_rng(model)
     recorder = EpochRecorder(trackers, state)
     # One best-model callback for both phases, so best.keras is the best epoch of the whole run.
-    best_checkpoint = FullModelCheckpoint(
+    best_checkpoint = BestModelCheckpoint(
         model, run_dir / "best.keras", monitor=cfg.monitor, mode=cfg.mode.value, save_best_only=True,
-        initial_value_threshold=state.best_value,
+        initial_value_threshold=state.best_value, pending=resume_from.arrays("best_pending") if resume_from else None,
     )
     checkpointer = EpochCheckpointer(run_dir / "checkpoints", model, state, best_checkpoint)
     for phase in plan_phases(cfg, cache_by_default):
         if phase.name in state.finished_phases:
             continue
-        resuming = state.mid_phase and state.phase == phase.name
-        if not resuming:
-            state.start_phase(phase.name)
-            set_trainable_for_phase(model, phase)
-            compile_model(model, optimizer, phase.lr, task, jit_compile)
+        resuming = _enter_phase(model, phase, state, optimizer, task, resume_from, jit_compile)
+        best_checkpoint.defer = phase.unfreeze is None
         recorder.phase = phase
-        fit_model, fit_data, extraction_s = _what_to_fit(model, data, phase, task, jit_compile)
+        started, resumed_at = time.perf_counter(), state.epoch
+        fit_model, fit_data, extraction_s = _what_to_fit(model, data, phase, task)
         early_stop = None
         if phase.patience is not None:
             early_stop = ResumableEarlyStopping(
@@ -296,14 +333,32 @@ def run_schedule(
         )
         _raise_if_diverged(state.history, phase)
         state.finished_phases.append(phase.name)
-        state.phase_results.append(asdict(_phase_result(phase, state, model, extraction_s)))
-        save_checkpoint(run_dir / "checkpoints", model, state)
+        elapsed_s = time.perf_counter() - started
+        state.phase_results.append(asdict(_phase_result(phase, state, model, extraction_s, elapsed_s, resumed_at)))
+        save_checkpoint(run_dir / "checkpoints", model, state, frozen_base=best_checkpoint.defer)
     return ScheduleResult([PhaseResult(**r) for r in state.phase_results], state.history)
 
 
-def _what_to_fit(
-    model: keras.Model, data: ImageData, phase: Phase, task: TaskSpec, jit_compile: bool = False
-) -> tuple[keras.Model, ImageData, float]:
+def _enter_phase(
+    model: keras.Model, phase: Phase, state: ScheduleState, optimizer: OptimizerConfig, task: TaskSpec,
+    resume_from: Optional[Checkpoint], jit_compile: bool = False,
+) -> bool:
+    """Set the phase's trainable layers and compile, unless a checkpoint's compiled model continues it;
+    True when the phase is resumed. A frozen-base checkpoint's model is rebuilt uncompiled, so it is
+    compiled here and its optimizer state restored."""
+    resuming = state.mid_phase and state.phase == phase.name
+    if resuming and not resume_from.frozen_base:
+        return True
+    if not resuming:
+        state.start_phase(phase.name)
+    set_trainable_for_phase(model, phase)
+    compile_model(model, optimizer, phase.lr, task, jit_compile)
+    if resuming:
+        resume_from.restore_optimizer(model)
+    return resuming
+
+
+def _what_to_fit(model: keras.Model, data: ImageData, phase: Phase, task: TaskSpec) -> tuple[keras.Model, ImageData, float]:
     """The model and data a phase fits, and the seconds spent caching features for it.
 
     With cached features, fit trains the head alone (the model's own head layers) on the base's
@@ -315,18 +370,24 @@ def _what_to_fit(
     started = time.perf_counter()
     features = cached_feature_data(extractor, data)
     extraction_s = time.perf_counter() - started
-    compile_model(head, model.optimizer, phase.lr, task, jit_compile)
+    # Without XLA: the head trains a few small epochs, which compiling would cost more than it saves.
+    compile_model(head, model.optimizer, phase.lr, task, jit_compile=False)
     return head, features, extraction_s
 
 
-def _phase_result(phase: Phase, state: ScheduleState, model: keras.Model, extraction_s: float) -> PhaseResult:
+def _phase_result(
+    phase: Phase, state: ScheduleState, model: keras.Model, extraction_s: float, elapsed_s: float, resumed_at: int
+) -> PhaseResult:
+    """The phase's numbers; its wall time counts everything since it started (checkpoints included),
+    plus the epoch times of a process that ran part of it before a resume."""
     rows = [r for r in state.history if r["phase"] == phase.name]
+    earlier_s = sum(r["epoch_time_s"] for r in rows if r["epoch"] <= resumed_at)
     return PhaseResult(
         name=phase.name,
         first_epoch=state.phase_first_epoch + 1,
         epochs_run=len(rows),
         lr=phase.lr,
-        wall_time_s=sum(r["epoch_time_s"] for r in rows) + extraction_s,
+        wall_time_s=earlier_s + elapsed_s,
         stopped_early=bool(state.early_stopping.get("stopped_epoch")),
         trainable_params=sum(int(math.prod(w.shape)) for w in model.trainable_weights),
         feature_extraction_s=extraction_s,

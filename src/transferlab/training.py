@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Optional
 
 from omegaconf import DictConfig
 
-from transferlab.bases import check_image_size, get_base_spec, resolve_weights
+from transferlab.bases import check_image_size, check_preprocess, get_base_spec, resolve_weights
 from transferlab.config import DatasetKind, ExperimentConfig, HeadKind, LoggerConfig, flatten, to_experiment_config
 from transferlab.data import DatasetPlan, check_images, locate_dataset, plan_dataset
 from transferlab.distribute import worker_role
@@ -114,6 +114,7 @@ def check_model_config(cfg: ExperimentConfig) -> tuple[int, int]:
         )
     spec = get_base_spec(cfg.base_model.name)
     resolve_weights(spec, cfg.base_model.weights)
+    check_preprocess(cfg.base_model.preprocess)
     image_size = tuple(cfg.dataset.image_size or (spec.default_size, spec.default_size))
     check_image_size(spec, image_size)
     return image_size
@@ -157,7 +158,8 @@ def _fit_and_report(
     checkpoint = load_checkpoint(run_dir / "checkpoints") if cfg.resume else None
     embeddings = load_word_vectors(cfg, data)
     vector_metrics = coverage_metrics(embeddings)
-    model = checkpoint.load_model() if checkpoint else build_classifier(cfg, data, task, embeddings)
+    build = lambda: build_classifier(cfg, data, task, embeddings)  # noqa: E731
+    model = checkpoint.load_model(build) if checkpoint else build()
     check_unfreeze(model, cfg.schedule)
     baseline = baseline_metrics(cfg, model, data, run_dir, resumed=checkpoint is not None)
     run_info = distribution.info()

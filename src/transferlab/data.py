@@ -1,4 +1,5 @@
-"""Image-folder datasets: find the files, split them, check them, and feed them through tf.data.
+"""Image-folder datasets: find the files, split them, check them, and feed them through tf.data
+(the batches of text datasets, built in `transferlab.text`, take the same `SplitData` shape).
 
 Everything up to `build_pipelines` is plain Python, so a wrong path, an empty class folder or a
 corrupt image is reported before TensorFlow is imported and long before training starts.
@@ -73,10 +74,10 @@ class DatasetPlan:
 
 
 @dataclass
-class ImageData:
+class SplitData:
     """The tf.data splits ready for `fit`, plus what the model and the report need to know.
 
-    The same shape serves text: then `plan` is a `TextPlan`, the batches hold token ids, and
+    Images and text alike: for text `plan` is a `TextPlan`, the batches hold token ids, and
     `vectorizer` is the adapted TextVectorization layer the exported model puts in front.
     """
 
@@ -283,7 +284,7 @@ def build_pipelines(
     image_size: tuple[int, int],
     augmentation: AugmentationConfig,
     seed: int,
-) -> ImageData:
+) -> SplitData:
     """tf.data pipelines: parallel decode and resize, optional cache, shuffle, batch, augment, prefetch."""
     import tensorflow as tf
 
@@ -305,7 +306,7 @@ def assemble_splits(
     seed: int,
     augment=None,
     vectorizer: Optional["keras.layers.TextVectorization"] = None,
-) -> ImageData:
+) -> SplitData:
     """Epoch-seeded shuffled training batches and in-order evaluation batches, from a split -> (x, y) dataset."""
     import tensorflow as tf
 
@@ -313,7 +314,7 @@ def assemble_splits(
         return elements(split).batch(batch_size).prefetch(tf.data.AUTOTUNE) if len(split) else None
 
     train = elements(plan.train)
-    return ImageData(
+    return SplitData(
         plan=plan,
         train_epoch=shuffled_epochs(train, len(plan.train), batch_size, seed, augment),
         steps_per_epoch=math.ceil(len(plan.train) / batch_size),

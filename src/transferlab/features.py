@@ -19,7 +19,7 @@ import keras
 import numpy as np
 
 from transferlab.config import BaselineConfig
-from transferlab.data import ImageData, shuffled_epochs
+from transferlab.data import SplitData, shuffled_epochs
 from transferlab.models import BASE_LAYER
 
 log = logging.getLogger(__name__)
@@ -64,7 +64,7 @@ def _any_batch_size(extractor: keras.Model) -> Callable:
     return tf.function(lambda images: extractor(images, training=False), input_signature=[spec])
 
 
-def cached_feature_data(extractor: keras.Model, data: ImageData) -> ImageData:
+def cached_feature_data(extractor: keras.Model, data: SplitData) -> SplitData:
     """The training and validation splits as base features, shuffled per epoch like the images."""
     import tensorflow as tf
 
@@ -111,7 +111,7 @@ def make_estimator(cfg: BaselineConfig):
     return make_pipeline(StandardScaler(), estimators[cfg.estimator]())
 
 
-def fit_baseline(cfg: BaselineConfig, model: keras.Model, data: ImageData) -> dict[str, float]:
+def fit_baseline(cfg: BaselineConfig, model: keras.Model, data: SplitData) -> dict[str, float]:
     """Fit the configured scikit-learn classifier on the frozen base's pooled training features."""
     if data.test is None:
         return {}
@@ -133,7 +133,7 @@ def score_baseline(cfg: BaselineConfig, x_train, y_train, x_test, y_test) -> dic
     return metrics
 
 
-def export_features(model: keras.Model, data: ImageData, path) -> dict[str, np.ndarray]:
+def export_features(model: keras.Model, data: SplitData, path) -> dict[str, np.ndarray]:
     """Pooled base features and labels of every split (`x_train`, `y_train`, ...), also saved as `.npz`."""
     extractor, _ = split_model(model)
     arrays = {}

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
     from transferlab.config import ExperimentConfig
 
-    from transferlab.data import ImageData
+    from transferlab.data import SplitData
     from transferlab.schedule import ScheduleResult
 
 
@@ -63,7 +63,7 @@ class RunSummary:
 
 def evaluate_and_save(
     model: "keras.Model",
-    data: "ImageData",
+    data: "SplitData",
     result: "ScheduleResult",
     cfg: "ExperimentConfig",
     run_dir: Path,
@@ -134,7 +134,7 @@ class Misclassified:
 
 
 def evaluate_test(
-    model: "keras.Model", data: "ImageData"
+    model: "keras.Model", data: "SplitData"
 ) -> tuple[dict[str, float], Optional[dict], Optional[list], Misclassified]:
     """Loss and accuracy on the held-out test split, a per-class report from scikit-learn, and mistakes."""
     wrong = Misclassified()
@@ -162,7 +162,7 @@ def evaluate_test(
     return {f"test/{k}": float(v) for k, v in scores.items()}, report, matrix, wrong
 
 
-def write_misclassified_texts(wrong: Misclassified, data: "ImageData", path: Path) -> None:
+def write_misclassified_texts(wrong: Misclassified, data: "SplitData", path: Path) -> None:
     """Every wrongly classified test text with its true and predicted class, for reading the errors."""
     import pandas as pd
 
@@ -177,7 +177,7 @@ def write_plots(
     history: list[dict],
     matrix: Optional[list],
     wrong: Misclassified,
-    data: "ImageData",
+    data: "SplitData",
     cfg: "ExperimentConfig",
 ) -> list[Path]:
     """Learning curves, confusion matrix, mistakes and augmentation preview; a plot that fails is skipped."""
@@ -203,7 +203,7 @@ def write_plots(
     return written
 
 
-def _augmentation_preview(data: "ImageData", cfg: "ExperimentConfig"):
+def _augmentation_preview(data: "SplitData", cfg: "ExperimentConfig"):
     from PIL import Image
 
     from transferlab import plots

@@ -26,7 +26,7 @@ import numpy as np
 
 from transferlab.config import FineTuneConfig, HeadPhaseConfig, OptimizerConfig, OptimizerName, ScheduleConfig
 from transferlab.checkpoints import Checkpoint, ScheduleState, save_checkpoint, trained_variables
-from transferlab.data import ImageData
+from transferlab.data import SplitData
 from transferlab.errors import ConfigError, TrainingError
 from transferlab.features import cached_feature_data, split_model
 from transferlab.models import TaskSpec, get_base
@@ -276,7 +276,7 @@ class EpochCheckpointer(keras.callbacks.Callback):
 
 def run_schedule(
     model: keras.Model,
-    data: ImageData,
+    data: SplitData,
     cfg: ScheduleConfig,
     optimizer: OptimizerConfig,
     task: TaskSpec,
@@ -358,7 +358,7 @@ def _enter_phase(
     return resuming
 
 
-def _what_to_fit(model: keras.Model, data: ImageData, phase: Phase, task: TaskSpec) -> tuple[keras.Model, ImageData, float]:
+def _what_to_fit(model: keras.Model, data: SplitData, phase: Phase, task: TaskSpec) -> tuple[keras.Model, SplitData, float]:
     """The model and data a phase fits, and the seconds spent caching features for it.
 
     With cached features, fit trains the head alone (the model's own head layers) on the base's

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     import keras
     import pandas as pd
 
-    from transferlab.data import ImageData
+    from transferlab.data import SplitData
 
 log = logging.getLogger(__name__)
 
@@ -282,7 +282,7 @@ def _first_per_class(rows: list[int], labels: list[int], limit: int) -> list[int
     return kept
 
 
-def build_text_pipelines(plan: TextPlan, cfg: DatasetConfig, seed: int) -> "ImageData":
+def build_text_pipelines(plan: TextPlan, cfg: DatasetConfig, seed: int) -> "SplitData":
     """Vectorized splits for `fit`; the adapted vectorizer travels with them for export."""
     import keras
     import tensorflow as tf

@@ -25,7 +25,7 @@ from transferlab.vectors import check_text_base, locate_vectors
 if TYPE_CHECKING:
     import keras
 
-    from transferlab.data import ImageData
+    from transferlab.data import SplitData
     from transferlab.distribute import Distribution
     from transferlab.models import TaskSpec
     from transferlab.vectors import Embeddings
@@ -145,7 +145,7 @@ def _train_and_report(cfg: ExperimentConfig, plan: DatasetPlan | TextPlan, image
 
 
 def _fit_and_report(
-    cfg: ExperimentConfig, data: "ImageData", image_size, run_dir: Path, distribution: "Distribution", started: float
+    cfg: ExperimentConfig, data: "SplitData", image_size, run_dir: Path, distribution: "Distribution", started: float
 ) -> RunSummary:
     from transferlab.checkpoints import load_checkpoint
     from transferlab.distribute import weights_fingerprint
@@ -198,7 +198,7 @@ def task_spec(cfg: ExperimentConfig, data, image_size: Optional[tuple[int, int]]
     return TaskSpec(image_size, len(data.class_names), sequence_length=length)
 
 
-def load_word_vectors(cfg: ExperimentConfig, data: "ImageData") -> Optional["Embeddings"]:
+def load_word_vectors(cfg: ExperimentConfig, data: "SplitData") -> Optional["Embeddings"]:
     """The pretrained vectors of the run's vocabulary (from the cache after the first run); None for
     images and for an embedding learned from scratch."""
     from transferlab.vectors import load_embeddings
@@ -221,7 +221,7 @@ def coverage_metrics(embeddings: Optional["Embeddings"]) -> dict[str, float]:
 
 
 def build_classifier(
-    cfg: ExperimentConfig, data: "ImageData", task: "TaskSpec", embeddings: Optional["Embeddings"]
+    cfg: ExperimentConfig, data: "SplitData", task: "TaskSpec", embeddings: Optional["Embeddings"]
 ) -> "keras.Model":
     """The pretrained base with a new head: an image base, or an embedding of the text vocabulary."""
     from transferlab.models import build_model, build_text_model

@@ -20,23 +20,32 @@ import numpy as np
 
 from transferlab.config import BaselineConfig
 from transferlab.data import SplitData, shuffled_epochs
-from transferlab.models import BASE_LAYER
+from transferlab.models import BASE_LAYER, POOL_LAYER
 
 log = logging.getLogger(__name__)
 
 
 def split_model(model: keras.Model) -> tuple[keras.Model, keras.Model]:
-    """(pixels -> base features, base features -> logits), both built from the model's own layers."""
+    """(pixels -> pooled base features, pooled features -> logits), both built from the model's own layers.
+
+    The head's pooling layer, when it follows the base directly, goes to the extractor: it has no
+    weights, so the head trains the same, while the stored features are the pooled vectors (for
+    MobileNetV2 at 128x128, 16 times smaller than the 4x4 feature maps) instead of the maps.
+    """
     layers = model.layers
     base_index = next(i for i, layer in enumerate(layers) if layer.name == BASE_LAYER)
     x = model.inputs[0]
     for layer in layers[1:base_index]:
         x = layer(x)
     features = layers[base_index](x, training=False)
+    head_start = base_index + 1
+    if head_start < len(layers) and layers[head_start].name == POOL_LAYER:
+        features = layers[head_start](features)
+        head_start += 1
     extractor = keras.Model(model.inputs[0], features, name="extractor")
     head_input = keras.Input(shape=features.shape[1:], name="features")
     y = head_input
-    for layer in layers[base_index + 1 :]:
+    for layer in layers[head_start:]:
         y = layer(y)
     head = keras.Model(head_input, y, name="head")
     # Both run briefly (one pass; a few small epochs): compiling them with XLA costs more than it saves.

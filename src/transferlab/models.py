@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 
 BASE_LAYER = "base"
 OUTPUT_LAYER = "head_output"
+POOL_LAYER = "head_pool"
 
 
 @dataclass(frozen=True)
@@ -237,9 +238,9 @@ def build_head(features, cfg: HeadConfig, task: TaskSpec):
         x = keras.layers.Bidirectional(keras.layers.LSTM(cfg.units), name="head_bilstm")(x)
     elif cfg.kind is HeadKind.conv:
         x = keras.layers.Conv1D(cfg.units, cfg.kernel_size, padding="same", activation=cfg.activation, name="head_conv")(x)
-        x = keras.layers.GlobalMaxPooling1D(name="head_pool")(x)
+        x = keras.layers.GlobalMaxPooling1D(name=POOL_LAYER)(x)
     elif len(x.shape) in (3, 4):
-        x = _pooling(cfg.pooling, spatial=len(x.shape) == 4)(name="head_pool")(x)
+        x = _pooling(cfg.pooling, spatial=len(x.shape) == 4)(name=POOL_LAYER)(x)
     for i, units in enumerate(cfg.hidden_units):
         x = keras.layers.Dense(units, activation=cfg.activation, name=f"head_dense_{i}")(x)
         if cfg.dropout > 0:

@@ -179,6 +179,10 @@ def test_single_class_and_tiny_classes_are_refused(tmp_path):
     sentences(6).to_csv(path, index=False)
     with pytest.raises(DataError, match="too few to stratify"):
         plan_text_data(text_dataset(path), "unused", seed=0)
+    frame = sentences(12).assign(sentiment=[str(i % 3) for i in range(12)])
+    frame.to_csv(path, index=False)
+    with pytest.raises(DataError, match=r"cannot split 12 rows of 3 classes by class: .*raise dataset.validation_split"):
+        plan_text_data(text_dataset(path, test_split=0.05, validation_split=0.5), "unused", seed=0)
 
 
 CELLS = st.one_of(st.text(max_size=12), st.none(), st.sampled_from(["", " ", "nan", "0", "1", "pos", "1.0", "\t", '"']),

@@ -257,12 +257,19 @@ def _split(
             "set dataset.validation_split above 0"
         )
     indices = list(range(len(texts)))
-    rest, test = (indices, []) if not test_fraction else train_test_split(
-        indices, test_size=test_fraction, random_state=seed, stratify=labels
-    )
-    train, validation = train_test_split(
-        rest, test_size=cfg.validation_split / (1 - test_fraction), random_state=seed, stratify=[labels[i] for i in rest]
-    )
+    try:
+        rest, test = (indices, []) if not test_fraction else train_test_split(
+            indices, test_size=test_fraction, random_state=seed, stratify=labels
+        )
+        train, validation = train_test_split(
+            rest, test_size=cfg.validation_split / (1 - test_fraction), random_state=seed,
+            stratify=[labels[i] for i in rest],
+        )
+    except ValueError as exc:  # e.g. a held-out split smaller than the number of classes
+        raise DataError(
+            f"cannot split {len(texts)} rows of {len(class_names)} classes by class: {exc}; add rows "
+            "or raise dataset.validation_split / dataset.test_split"
+        ) from exc
     if cfg.train_per_class:
         train = _first_per_class(train, labels, cfg.train_per_class)
 

@@ -132,12 +132,15 @@ def save_checkpoint(
     state: ScheduleState,
     early_stopping_weights: Optional[list] = None,
     frozen_base: bool = False,
+    base_sha256: Optional[str] = None,
     **arrays: Optional[list],
 ) -> Path:
     """Write the epoch's checkpoint folder completely, then point `latest` at it.
 
     `frozen_base` writes only the variables that can train (and the optimizer's), not the model
-    file; `arrays` are further lists of arrays saved as `<name>.npz`.
+    file, with the base's digest (`base_sha256` when the caller already knows it: hashing the base
+    costs as much as the rest of the checkpoint); `arrays` are further lists of arrays saved as
+    `<name>.npz`.
     """
     root.mkdir(parents=True, exist_ok=True)
     name = f"epoch-{state.epoch:04d}"
@@ -148,7 +151,7 @@ def save_checkpoint(
     if frozen_base:
         _save_arrays(staging / TRAINED, trained_variables(model))
         _save_arrays(staging / OPTIMIZER, model.optimizer.variables)
-        (staging / BASE_DIGEST).write_text(base_digest(model))
+        (staging / BASE_DIGEST).write_text(base_sha256 or base_digest(model))
     else:
         model.save(staging / "model.keras")
     (staging / "state.json").write_text(json.dumps(asdict(state), indent=2))

@@ -281,6 +281,9 @@ class PathsConfig:
     data_dir: str = "data"
     # Where this run writes its outputs (Hydra's run directory when launched from the CLI).
     output_dir: str = MISSING
+    # The frozen base's features by data and base, so reruns and sweeps extract once (inside data_dir
+    # unless absolute; safe to delete; null: keep them in memory for the run only).
+    feature_cache: Optional[str] = "features_cache"
 
 
 @dataclass

@@ -10,10 +10,14 @@ epoch-seeded shuffling, so it ends with the weights the uncached phase would hav
 from __future__ import annotations
 
 import functools
+import hashlib
 import logging
+import os
+import tempfile
 import time
 from dataclasses import replace
-from typing import Callable
+from pathlib import Path
+from typing import Callable, Optional
 
 import keras
 import numpy as np
@@ -73,22 +77,113 @@ def _any_batch_size(extractor: keras.Model) -> Callable:
     return tf.function(lambda images: extractor(images, training=False), input_signature=[spec])
 
 
-def cached_feature_data(extractor: keras.Model, data: SplitData) -> SplitData:
+def cached_feature_data(store: "FeatureStore", data: SplitData) -> SplitData:
     """The training and validation splits as base features, shuffled per epoch like the images."""
     import tensorflow as tf
 
-    start = time.perf_counter()
-    train = tf.data.Dataset.from_tensor_slices(extract(extractor, data.train_in_order))
+    train = tf.data.Dataset.from_tensor_slices(store.get("train"))
     validation = None
     if data.validation is not None:
-        validation = tf.data.Dataset.from_tensor_slices(extract(extractor, data.validation)).batch(data.batch_size)
-    log.info("cached base features of %d training images in %.1fs", len(data.plan.train), time.perf_counter() - start)
+        validation = tf.data.Dataset.from_tensor_slices(store.get("validation")).batch(data.batch_size)
     return replace(
         data,
         train_epoch=shuffled_epochs(train, len(data.plan.train), data.batch_size, data.seed),
         train_in_order=train.batch(data.batch_size),
         validation=validation,
     )
+
+
+class FeatureStore:
+    """The frozen base's features of each split, extracted at most once per run, and with a cache
+    folder at most once per data and base.
+
+    The baseline, the cached head phase and feature export all read from here, so a run pushes each
+    image through the base once. In the folder the features are kept by everything that decides
+    them: the base's weights digest and config (`recipe`), the extractor's input and output shapes,
+    the precision policy, and every file's path, label, size and modification time. A rerun, or a
+    sweep over head settings, then extracts nothing after its first job; a changed file or base
+    makes a new entry. The folder only ever saves time: unreadable entries are extracted again,
+    and a write that fails is logged, never fatal.
+    """
+
+    def __init__(self, model: keras.Model, data: SplitData, folder: Optional[Path] = None, recipe: str = ""):
+        self.model, self.data, self.folder, self.recipe = model, data, folder, recipe
+        self.extraction_s = 0.0  # seconds spent running the base; entries read from the folder cost none
+        self._features: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+
+    @functools.cached_property
+    def extractor(self) -> keras.Model:
+        return split_model(self.model)[0]
+
+    def batches(self, split: str):
+        return {"train": self.data.train_in_order, "validation": self.data.validation, "test": self.data.test}[split]
+
+    def get(self, split: str) -> tuple[np.ndarray, np.ndarray]:
+        """Features and labels of `train`, `validation` or `test`, in dataset order."""
+        if split not in self._features:
+            path = self._entry(split)
+            stored = self._read(path, split) if path is not None else None
+            if stored is None:
+                stored = self._extract(split)
+                if path is not None:
+                    self._write(path, stored)
+            self._features[split] = stored
+        return self._features[split]
+
+    def _extract(self, split: str) -> tuple[np.ndarray, np.ndarray]:
+        start = time.perf_counter()
+        features, labels = extract(self.extractor, self.batches(split))
+        elapsed = time.perf_counter() - start
+        self.extraction_s += elapsed
+        log.info("extracted base features of %d %s images in %.1fs", len(labels), split, elapsed)
+        return features, labels
+
+    def _entry(self, split: str) -> Optional[Path]:
+        """The folder's file for this split under the current base and files; None without a folder."""
+        if self.folder is None:
+            return None
+        files = getattr(self.data.plan, split)
+        digest = hashlib.sha256(self._base_key.encode())
+        for path, label in zip(files.paths, files.labels, strict=True):
+            read = self.data.plan.converted.get(path, path)
+            stat = os.stat(read)
+            digest.update(f"{read}\t{label}\t{stat.st_size}\t{stat.st_mtime_ns}\n".encode())
+        return self.folder / f"{split}-{digest.hexdigest()[:24]}.npz"
+
+    @functools.cached_property
+    def _base_key(self) -> str:
+        from transferlab.checkpoints import base_digest
+
+        extractor = self.extractor
+        return "\n".join([
+            self.recipe, base_digest(self.model), str(extractor.inputs[0].shape), str(extractor.outputs[0].shape),
+            keras.mixed_precision.global_policy().name, keras.__version__,
+        ])
+
+    def _read(self, path: Path, split: str) -> Optional[tuple[np.ndarray, np.ndarray]]:
+        if not path.is_file():
+            return None
+        try:
+            with np.load(path) as stored:
+                features, labels = stored["features"], stored["labels"]
+        except (OSError, ValueError, KeyError, EOFError) as exc:
+            log.warning("cached features %s are unreadable (%s); extracting them again", path, exc)
+            return None
+        if len(features) != len(getattr(self.data.plan, split)):
+            log.warning("cached features %s do not match the %s split; extracting them again", path, split)
+            return None
+        log.info("base features of %d %s images from the cache %s", len(labels), split, path)
+        return features, labels
+
+    def _write(self, path: Path, stored: tuple[np.ndarray, np.ndarray]) -> None:
+        """Write to a temporary file and rename: parallel jobs of a sweep never read half a file."""
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".tmp", delete=False) as f:
+                np.savez(f, features=stored[0], labels=stored[1])
+            os.replace(f.name, path)
+        except OSError as exc:
+            log.warning("could not keep the base features in %s (%s); this run is not affected", path.parent, exc)
 
 
 def pooled(features: np.ndarray) -> np.ndarray:
@@ -120,12 +215,11 @@ def make_estimator(cfg: BaselineConfig):
     return make_pipeline(StandardScaler(), estimators[cfg.estimator]())
 
 
-def fit_baseline(cfg: BaselineConfig, model: keras.Model, data: SplitData) -> dict[str, float]:
+def fit_baseline(cfg: BaselineConfig, store: FeatureStore) -> dict[str, float]:
     """Fit the configured scikit-learn classifier on the frozen base's pooled training features."""
-    if data.test is None:
+    if store.data.test is None:
         return {}
-    extractor, _ = split_model(model)
-    (x_train, y_train), (x_test, y_test) = (extract(extractor, b) for b in (data.train_in_order, data.test))
+    (x_train, y_train), (x_test, y_test) = store.get("train"), store.get("test")
     return score_baseline(cfg, pooled(x_train), y_train, pooled(x_test), y_test)
 
 
@@ -142,14 +236,13 @@ def score_baseline(cfg: BaselineConfig, x_train, y_train, x_test, y_test) -> dic
     return metrics
 
 
-def export_features(model: keras.Model, data: SplitData, path) -> dict[str, np.ndarray]:
+def export_features(store: FeatureStore, path) -> dict[str, np.ndarray]:
     """Pooled base features and labels of every split (`x_train`, `y_train`, ...), also saved as `.npz`."""
-    extractor, _ = split_model(model)
     arrays = {}
-    for split, batches in (("train", data.train_in_order), ("validation", data.validation), ("test", data.test)):
-        if batches is None:
+    for split in ("train", "validation", "test"):
+        if store.batches(split) is None:
             continue
-        features, labels = extract(extractor, batches)
+        features, labels = store.get(split)
         arrays[f"x_{split}"], arrays[f"y_{split}"] = pooled(features), labels
-    np.savez(path, class_names=np.array(data.class_names), **arrays)
+    np.savez(path, class_names=np.array(store.data.class_names), **arrays)
     return arrays

@@ -25,10 +25,10 @@ import keras
 import numpy as np
 
 from transferlab.config import FineTuneConfig, HeadPhaseConfig, OptimizerConfig, OptimizerName, ScheduleConfig
-from transferlab.checkpoints import Checkpoint, ScheduleState, save_checkpoint, trained_variables
+from transferlab.checkpoints import Checkpoint, ScheduleState, base_digest, save_checkpoint, trained_variables
 from transferlab.data import SplitData
 from transferlab.errors import ConfigError, TrainingError
-from transferlab.features import cached_feature_data, split_model
+from transferlab.features import FeatureStore, cached_feature_data, split_model
 from transferlab.models import TaskSpec, get_base
 from transferlab.reporting import write_history
 from transferlab.tracking import Trackers
@@ -159,6 +159,7 @@ def compile_model(
     lr: float,
     task: TaskSpec,
     jit_compile: bool = False,
+    steps_per_execution: int = 1,
 ) -> None:
     """Loss on logits and an accuracy named `accuracy` for either task; a given optimizer is shared.
 
@@ -172,7 +173,9 @@ def compile_model(
     else:
         loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
         accuracy = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
-    model.compile(optimizer=optimizer, loss=loss, metrics=[accuracy], jit_compile=jit_compile)
+    model.compile(
+        optimizer=optimizer, loss=loss, metrics=[accuracy], jit_compile=jit_compile, steps_per_execution=steps_per_execution
+    )
 
 
 class EpochRecorder(keras.callbacks.Callback):
@@ -261,6 +264,10 @@ class EpochCheckpointer(keras.callbacks.Callback):
         super().__init__()
         self.root, self.full_model, self.state, self.best = root, full_model, state, best
         self.early_stop: Optional[ResumableEarlyStopping] = None
+        self.base_sha256: Optional[str] = None  # the frozen base's digest, hashed once per phase
+
+    def on_train_begin(self, logs=None) -> None:
+        self.base_sha256 = base_digest(self.full_model) if self.best.defer else None
 
     def on_epoch_end(self, epoch: int, logs=None) -> None:
         self.state.best_value = None if self.best.best is None else float(self.best.best)
@@ -270,7 +277,8 @@ class EpochCheckpointer(keras.callbacks.Callback):
             weights = self.early_stop.best_weights
         write_history(self.state.history, self.root.parent / "history.csv")
         save_checkpoint(
-            self.root, self.full_model, self.state, weights, frozen_base=self.best.defer, best_pending=self.best.pending
+            self.root, self.full_model, self.state, weights, frozen_base=self.best.defer, base_sha256=self.base_sha256,
+            best_pending=self.best.pending,
         )
 
 
@@ -286,11 +294,13 @@ def run_schedule(
     resume_from: Optional[Checkpoint] = None,
     cache_by_default: bool = True,
     jit_compile: bool = False,
+    features: Optional[FeatureStore] = None,
 ) -> ScheduleResult:
     """Run each planned phase with its own trainable set, compile, and callbacks; return the history.
 
     With `resume_from`, `model` is the checkpoint's model (compiled, with its optimizer state), the
-    finished phases are skipped, and the interrupted phase continues at the next epoch.
+    finished phases are skipped, and the interrupted phase continues at the next epoch. A cached head
+    phase reads the base's features from `features` (the run's store, shared with the baseline).
     """
     state = resume_from.state if resume_from else ScheduleState()
     if resume_from:
@@ -309,7 +319,7 @@ def run_schedule(
         best_checkpoint.defer = phase.unfreeze is None
         recorder.phase = phase
         started, resumed_at = time.perf_counter(), state.epoch
-        fit_model, fit_data, extraction_s = _what_to_fit(model, data, phase, task)
+        fit_model, fit_data, extraction_s = _what_to_fit(model, data, phase, task, features or FeatureStore(model, data))
         early_stop = None
         if phase.patience is not None:
             early_stop = ResumableEarlyStopping(
@@ -335,7 +345,9 @@ def run_schedule(
         state.finished_phases.append(phase.name)
         elapsed_s = time.perf_counter() - started
         state.phase_results.append(asdict(_phase_result(phase, state, model, extraction_s, elapsed_s, resumed_at)))
-        save_checkpoint(run_dir / "checkpoints", model, state, frozen_base=best_checkpoint.defer)
+        save_checkpoint(
+            run_dir / "checkpoints", model, state, frozen_base=best_checkpoint.defer, base_sha256=checkpointer.base_sha256
+        )
     return ScheduleResult([PhaseResult(**r) for r in state.phase_results], state.history)
 
 
@@ -358,21 +370,29 @@ def _enter_phase(
     return resuming
 
 
-def _what_to_fit(model: keras.Model, data: SplitData, phase: Phase, task: TaskSpec) -> tuple[keras.Model, SplitData, float]:
-    """The model and data a phase fits, and the seconds spent caching features for it.
+def _what_to_fit(
+    model: keras.Model, data: SplitData, phase: Phase, task: TaskSpec, features: FeatureStore
+) -> tuple[keras.Model, SplitData, float]:
+    """The model and data a phase fits, and the seconds spent getting the base's features for it.
 
     With cached features, fit trains the head alone (the model's own head layers) on the base's
-    stored outputs, with the model's optimizer so its state is saved with the model.
+    stored outputs, with the model's optimizer so its state is saved with the model. Each call of
+    the training function runs a whole epoch (a step on a batch of vectors takes less time than
+    Keras spends between two calls), except under a distribution strategy, where Keras 3.15 cannot
+    run several steps per call.
     """
     if not phase.cache_features:
         return model, data, 0.0
-    extractor, head = split_model(model)
+    import tensorflow as tf
+
     started = time.perf_counter()
-    features = cached_feature_data(extractor, data)
+    cached = cached_feature_data(features, data)
     extraction_s = time.perf_counter() - started
+    _, head = split_model(model)
     # Without XLA: the head trains a few small epochs, which compiling would cost more than it saves.
-    compile_model(head, model.optimizer, phase.lr, task, jit_compile=False)
-    return head, features, extraction_s
+    steps = 1 if tf.distribute.has_strategy() else data.steps_per_epoch
+    compile_model(head, model.optimizer, phase.lr, task, jit_compile=False, steps_per_execution=steps)
+    return head, cached, extraction_s
 
 
 def _phase_result(

@@ -6,7 +6,7 @@ import json
 import logging
 import tempfile
 import time
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
     from transferlab.data import SplitData
     from transferlab.distribute import Distribution
+    from transferlab.features import FeatureStore
     from transferlab.models import TaskSpec
     from transferlab.vectors import Embeddings
 
@@ -42,12 +43,12 @@ def train(cfg: ExperimentConfig | DictConfig) -> RunSummary:
 
 
 def _train_as_worker(cfg: ExperimentConfig) -> RunSummary:
-    """A non-chief worker takes every step with the chief, but into a scratch folder deleted at the end
-    and with no trackers: nothing it leaves behind could be taken for a result."""
+    """A non-chief worker takes every step with the chief, but into a scratch folder deleted at the end,
+    with no trackers and no feature cache: nothing it leaves behind could be taken for a result."""
     with tempfile.TemporaryDirectory(prefix="transferlab-worker-") as scratch:
         log.info("non-chief worker: training alongside the chief; results are kept by the chief only")
         quiet = LoggerConfig(tensorboard=False, csv=False, neptune=None, mlflow=None)
-        return _train(replace(cfg, paths=replace(cfg.paths, output_dir=scratch), logger=quiet))
+        return _train(replace(cfg, paths=replace(cfg.paths, output_dir=scratch, feature_cache=None), logger=quiet))
 
 
 def _train(cfg: ExperimentConfig) -> RunSummary:
@@ -161,14 +162,15 @@ def _fit_and_report(
     build = lambda: build_classifier(cfg, data, task, embeddings)  # noqa: E731
     model = checkpoint.load_model(build) if checkpoint else build()
     check_unfreeze(model, cfg.schedule)
-    baseline = baseline_metrics(cfg, model, data, run_dir, resumed=checkpoint is not None)
+    features = feature_store(cfg, model, data)
+    baseline = baseline_metrics(cfg, features, run_dir, resumed=checkpoint is not None)
     run_info = distribution.info()
     with open_trackers(cfg, run_dir) as trackers:
         trackers.log_params({**flatten(cfg), **{f"distribution.{k}": v for k, v in run_info.items()}})
         result = run_schedule(
             model, data, cfg.schedule, cfg.optimizer, task, trackers, run_dir, cfg.trainer.verbose, checkpoint,
             cache_by_default=not is_text(cfg) and build_augmentation(cfg.augmentation, 0) is None,
-            jit_compile=cfg.trainer.jit_compile,
+            jit_compile=cfg.trainer.jit_compile, features=features,
         )
         # Equal on every worker of a synchronous cluster; each logs its own, the chief also records it.
         run_info["weights_fingerprint"] = weights_fingerprint(model)
@@ -232,14 +234,29 @@ def build_classifier(
     return build_text_model(cfg.head, task, vocabulary_size, cfg.base_model.dim, embeddings.matrix if embeddings else None)
 
 
-def baseline_metrics(cfg: ExperimentConfig, model, data, run_dir: Path, resumed: bool) -> dict[str, float]:
+def feature_store(cfg: ExperimentConfig, model: "keras.Model", data: "SplitData") -> "FeatureStore":
+    """Where the baseline, a cached head phase and feature export get the frozen base's features.
+
+    Image features are kept in `paths.feature_cache` (inside `paths.data_dir` unless absolute);
+    token vectors only in memory: an embedding lookup costs nothing to repeat.
+    """
+    from transferlab.features import FeatureStore
+
+    folder = None
+    if data.vectorizer is None and cfg.paths.feature_cache:
+        folder = Path(cfg.paths.data_dir) / cfg.paths.feature_cache
+    recipe = json.dumps(asdict(cfg.base_model), sort_keys=True, default=str)
+    return FeatureStore(model, data, folder, recipe)
+
+
+def baseline_metrics(cfg: ExperimentConfig, features: "FeatureStore", run_dir: Path, resumed: bool) -> dict[str, float]:
     """The scikit-learn baseline on the still-pretrained base, kept in baseline.json for a resumed run."""
     from transferlab.features import fit_baseline
 
     path = run_dir / "baseline.json"
     if resumed and path.is_file():
         return json.loads(path.read_text())
-    metrics = fit_baseline(cfg.baseline, model, data) if cfg.baseline.estimator else {}
+    metrics = fit_baseline(cfg.baseline, features) if cfg.baseline.estimator else {}
     write_json(metrics, path)
     return metrics
 
@@ -254,7 +271,7 @@ def extract_features(cfg: ExperimentConfig | DictConfig) -> dict[str, object]:
     seed_everything(cfg.trainer.seed, cfg.trainer.deterministic)
     data = build_data(cfg, plan, image_size)
     model = build_classifier(cfg, data, task_spec(cfg, data, image_size), load_word_vectors(cfg, data))
-    arrays = export_features(model, data, run_dir / "features.npz")
+    arrays = export_features(feature_store(cfg, model, data), run_dir / "features.npz")
     fit = cfg.baseline.estimator and "x_test" in arrays
     result = {
         "features": str(run_dir / "features.npz"),

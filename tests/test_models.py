@@ -97,3 +97,27 @@ def test_training_order_depends_only_on_seed_and_epoch(tmp_path):
     from_start = epochs(data.train_from(0, 4), 4)
     assert from_start[2] == epochs(data.train_from(2), 1)[0]
     assert from_start[0] != from_start[1]
+
+
+@pytest.mark.parametrize("num_classes", [2, 3])
+def test_one_pass_test_metrics_equal_keras_evaluate(num_classes):
+    """evaluate_test computes loss and accuracy from the logits of its single pass; a last, smaller
+    batch included, they are the numbers `model.evaluate` gives."""
+    from types import SimpleNamespace
+
+    import keras
+    import tensorflow as tf
+
+    from transferlab.reporting import evaluate_test
+    from transferlab.schedule import compile_model
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((5,)), keras.layers.Dense(1 if num_classes == 2 else num_classes)])
+    compile_model(model, OptimizerConfig(), 1e-3, TaskSpec((5, 5), num_classes))
+    rng = np.random.default_rng(num_classes)
+    test = tf.data.Dataset.from_tensor_slices((rng.normal(size=(37, 5)).astype("float32"), rng.integers(0, num_classes, 37))).batch(8)
+    expected = model.evaluate(test, return_dict=True, verbose=0)
+    metrics, report, matrix, _ = evaluate_test(model, SimpleNamespace(test=test, class_names=list("abc")[:num_classes]))
+    assert metrics["test/loss"] == pytest.approx(expected["loss"], rel=1e-5)
+    assert metrics["test/accuracy"] == pytest.approx(expected["accuracy"], abs=1e-6)
+    assert sum(map(sum, matrix)) == 37 and report["accuracy"] == pytest.approx(expected["accuracy"], abs=1e-6)

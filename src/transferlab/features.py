@@ -17,14 +17,14 @@ import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Optional
 
 import keras
 import numpy as np
 
 from transferlab.config import BaselineConfig
 from transferlab.data import SplitData, shuffled_epochs
-from transferlab.models import BASE_LAYER, POOL_LAYER
+from transferlab.models import BASE_LAYER, POOL_LAYER, inference_function
 
 log = logging.getLogger(__name__)
 
@@ -59,22 +59,12 @@ def split_model(model: keras.Model) -> tuple[keras.Model, keras.Model]:
 
 def extract(extractor: keras.Model, batches) -> tuple[np.ndarray, np.ndarray]:
     """Run the extractor over labelled batches once; features and labels in dataset order."""
-    run = _any_batch_size(extractor)
+    run = inference_function(extractor)
     features, labels = [], []
     for images, y in batches:
         features.append(np.asarray(run(images)))
         labels.append(np.asarray(y))
     return np.concatenate(features), np.concatenate(labels)
-
-
-@functools.lru_cache(maxsize=2)
-def _any_batch_size(extractor: keras.Model) -> Callable:
-    """The extractor traced once for every batch size and split: `predict_on_batch` traces the whole
-    base again for a last, smaller batch, which costs more than the batch itself."""
-    import tensorflow as tf
-
-    spec = tf.TensorSpec((None, *extractor.inputs[0].shape[1:]), extractor.inputs[0].dtype)
-    return tf.function(lambda images: extractor(images, training=False), input_signature=[spec])
 
 
 def cached_feature_data(store: "FeatureStore", data: SplitData) -> SplitData:

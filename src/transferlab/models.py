@@ -8,10 +8,11 @@ never part of the exported model.
 
 from __future__ import annotations
 
+import functools
 import logging
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Optional
+from typing import Callable, Optional
 
 import keras
 import numpy as np
@@ -279,17 +280,18 @@ def get_base(model: keras.Model) -> keras.Model:
     return model.get_layer(BASE_LAYER)
 
 
-def predict_batch(model: keras.Model, images) -> np.ndarray:
-    """The model's outputs for one batch, under any distribution strategy.
+@functools.lru_cache(maxsize=4)
+def inference_function(model: keras.Model) -> Callable:
+    """The model's forward pass in inference mode, traced once for every batch size.
 
-    Under a strategy `predict_on_batch` runs the whole batch on every replica and concatenates the
-    copies (twice the rows on two replicas), so there the model is called directly.
+    `predict_on_batch` traces the whole model again for a last, smaller batch (which costs more
+    than the batch itself) and, under a distribution strategy, runs the batch on every replica and
+    concatenates the copies; a direct call in one relaxed-shape function does neither.
     """
     import tensorflow as tf
 
-    if tf.distribute.has_strategy():
-        return np.asarray(model(images, training=False))
-    return np.asarray(model.predict_on_batch(images))
+    spec = tf.TensorSpec((None, *model.inputs[0].shape[1:]), model.inputs[0].dtype)
+    return tf.function(lambda inputs: model(inputs, training=False), input_signature=[spec])
 
 
 def load_trained_model(path: str) -> keras.Model:

@@ -142,24 +142,32 @@ def evaluate_test(
         return {}, None, None, wrong
     from sklearn.metrics import classification_report, confusion_matrix
 
-    from transferlab.models import predict_batch
+    from transferlab.models import inference_function
 
-    scores = model.evaluate(data.test, return_dict=True, verbose=0)
-    truths, predictions = [], []
+    # One pass of one traced function: `evaluate` and then predicting would trace the model twice more.
+    forward = inference_function(model)
+    outputs, truths = [], []
     seen = 0
     for inputs, labels in data.test:
-        logits = predict_batch(model, inputs)
-        predictions.append((logits[:, 0] > 0).astype(int) if logits.shape[-1] == 1 else logits.argmax(-1))
+        outputs.append(np.asarray(forward(inputs), dtype=np.float32))
         truths.append(np.asarray(labels))
-        wrong.add(np.asarray(inputs), truths[-1], predictions[-1], seen)
+        wrong.add(np.asarray(inputs), truths[-1], predicted_classes(outputs[-1]), seen)
         seen += len(truths[-1])
-    y_true, y_pred = np.concatenate(truths), np.concatenate(predictions)
+    logits, y_true = np.concatenate(outputs), np.concatenate(truths)
+    y_pred = predicted_classes(logits)
+    # The compiled loss over the whole split: what `evaluate` reports, without another pass.
+    scores = {"loss": float(model.loss(y_true, logits)), "accuracy": float(np.mean(y_pred == y_true))}
     labels = list(range(len(data.class_names)))
     report = classification_report(
         y_true, y_pred, labels=labels, target_names=data.class_names, output_dict=True, zero_division=0
     )
     matrix = confusion_matrix(y_true, y_pred, labels=labels).tolist()
     return {f"test/{k}": float(v) for k, v in scores.items()}, report, matrix, wrong
+
+
+def predicted_classes(logits: np.ndarray) -> np.ndarray:
+    """Class indices from logits: a single logit is the positive class when above 0."""
+    return (logits[:, 0] > 0).astype(int) if logits.shape[-1] == 1 else logits.argmax(-1)
 
 
 def write_misclassified_texts(wrong: Misclassified, data: "SplitData", path: Path) -> None:

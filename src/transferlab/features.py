@@ -23,7 +23,7 @@ import keras
 import numpy as np
 
 from transferlab.config import BaselineConfig
-from transferlab.data import SplitData, shuffled_epochs
+from transferlab.data import SplitData, shuffled_epochs, without_autotune
 from transferlab.models import BASE_LAYER, POOL_LAYER, inference_function
 
 log = logging.getLogger(__name__)
@@ -71,10 +71,10 @@ def cached_feature_data(store: "FeatureStore", data: SplitData) -> SplitData:
     """The training and validation splits as base features, shuffled per epoch like the images."""
     import tensorflow as tf
 
-    train = tf.data.Dataset.from_tensor_slices(store.get("train"))
+    train = without_autotune(tf.data.Dataset.from_tensor_slices(store.get("train")))
     validation = None
     if data.validation is not None:
-        validation = tf.data.Dataset.from_tensor_slices(store.get("validation")).batch(data.batch_size)
+        validation = without_autotune(tf.data.Dataset.from_tensor_slices(store.get("validation"))).batch(data.batch_size)
     return replace(
         data,
         train_epoch=shuffled_epochs(train, len(data.plan.train), data.batch_size, data.seed),

@@ -98,7 +98,6 @@ class FeatureStore:
 
     def __init__(self, model: keras.Model, data: SplitData, folder: Optional[Path] = None, recipe: str = ""):
         self.model, self.data, self.folder, self.recipe = model, data, folder, recipe
-        self.extraction_s = 0.0  # seconds spent running the base; entries read from the folder cost none
         self._features: dict[str, tuple[np.ndarray, np.ndarray]] = {}
 
     @functools.cached_property
@@ -123,9 +122,7 @@ class FeatureStore:
     def _extract(self, split: str) -> tuple[np.ndarray, np.ndarray]:
         start = time.perf_counter()
         features, labels = extract(self.extractor, self.batches(split))
-        elapsed = time.perf_counter() - start
-        self.extraction_s += elapsed
-        log.info("extracted base features of %d %s images in %.1fs", len(labels), split, elapsed)
+        log.info("extracted base features of %d %s images in %.1fs", len(labels), split, time.perf_counter() - start)
         return features, labels
 
     def _entry(self, split: str) -> Optional[Path]:

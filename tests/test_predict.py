@@ -89,3 +89,34 @@ def test_extract_script_saves_pooled_features_and_the_baseline(image_folder, bas
     assert extraction["counts"] == {"train": 12, "validation": 8, "test": 8}
     assert 0.0 <= extraction["metrics"]["baseline/test_accuracy"] <= 1.0
     assert not (out / "model.keras").exists()  # nothing trained
+
+
+def test_imagenet_classifier_ranks_named_classes_from_the_keras_cache(tmp_path, monkeypatch):
+    """`--imagenet`: Keras' weights file served from its cache folder, as after a first download.
+
+    The with-top weights are generated (random, MobileNet's architecture) and the class index
+    stands in for Keras' hash-checked download, so the test runs offline; what it checks is this
+    project's part: the model and its preprocessing found by name, the top k decoded to names.
+    """
+    import h5py
+    import keras
+    from keras.src.applications import imagenet_utils
+    from keras.src.legacy.saving import legacy_h5_format
+    from keras.src.backend import config as keras_config
+
+    from transferlab.predict import predict_with_imagenet
+
+    models = tmp_path / "keras_home" / "models"
+    models.mkdir(parents=True)
+    with h5py.File(models / "mobilenet_1_0_224_tf.h5", "w") as weights:  # the downloaded file's (legacy) format
+        legacy_h5_format.save_weights_to_hdf5_group(weights, keras.applications.MobileNet(weights=None))
+    monkeypatch.setattr(keras_config, "_KERAS_DIR", str(tmp_path / "keras_home"))
+    monkeypatch.setattr(imagenet_utils, "CLASS_INDEX", {str(i): [f"n{i:08d}", f"class_{i}"] for i in range(1000)})
+    images = write_class_images(tmp_path / "photos", 1, size=40)
+
+    rows = predict_with_imagenet("mobilenet", [str(images)], 3)
+    assert [row["rank"] for row in rows] == [1, 2, 3] * 2
+    for file in {row["file"] for row in rows}:
+        scores = [row["probability"] for row in rows if row["file"] == file]
+        assert scores == sorted(scores, reverse=True) and 0 < sum(scores) <= 1
+    assert all(row["class"].startswith("class_") for row in rows)

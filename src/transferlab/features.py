@@ -13,7 +13,6 @@ import functools
 import hashlib
 import logging
 import os
-import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -25,6 +24,7 @@ import numpy as np
 from transferlab.config import BaselineConfig
 from transferlab.data import SplitData, shuffled_epochs, without_autotune
 from transferlab.models import BASE_LAYER, POOL_LAYER, inference_function
+from transferlab.reporting import write_arrays
 
 log = logging.getLogger(__name__)
 
@@ -163,12 +163,8 @@ class FeatureStore:
         return features, labels
 
     def _write(self, path: Path, stored: tuple[np.ndarray, np.ndarray]) -> None:
-        """Write to a temporary file and rename: parallel jobs of a sweep never read half a file."""
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".tmp", delete=False) as f:
-                np.savez(f, features=stored[0], labels=stored[1])
-            os.replace(f.name, path)
+            write_arrays(path, features=stored[0], labels=stored[1])
         except OSError as exc:
             log.warning("could not keep the base features in %s (%s); this run is not affected", path.parent, exc)
 

@@ -275,6 +275,16 @@ def write_history(rows: list[dict], path: Path) -> None:
     os.replace(tmp, path)
 
 
+def write_arrays(path: Path, **arrays: np.ndarray) -> None:
+    """Arrays as `.npz`, written under a per-process name and renamed: parallel jobs sharing a cache
+    never read half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as out:
+        np.savez(out, **arrays)
+    os.replace(tmp, path)
+
+
 def write_json(data: dict, path: Path) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(data, indent=2, default=str))

@@ -12,7 +12,6 @@ import gzip
 import hashlib
 import io
 import logging
-import os
 import zipfile
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ import numpy as np
 from transferlab.config import BaseModelConfig
 from transferlab.download import fetch
 from transferlab.errors import ConfigError, DataError
+from transferlab.reporting import write_arrays
 
 log = logging.getLogger(__name__)
 
@@ -163,7 +163,7 @@ def load_embeddings(source: VectorsFile, dim: int, vocabulary: list[str], cache_
             return Embeddings(stored["matrix"], int(stored["found"]), str(source))
     with open_lines(source) as lines:
         matrix, found = parse_vectors(lines, dim, vocabulary, str(source))
-    _save_atomically(cache, matrix=matrix, found=np.int64(found))
+    write_arrays(cache, matrix=matrix, found=np.int64(found))
     return Embeddings(matrix, found, str(source))
 
 
@@ -221,11 +221,3 @@ def _cache_key(source: VectorsFile, dim: int, vocabulary: list[str]) -> str:
     digest = hashlib.sha256(f"{source.path.resolve()}|{source.member}|{stat.st_size}|{stat.st_mtime_ns}|{dim}".encode())
     digest.update("\n".join(vocabulary).encode("utf-8"))
     return digest.hexdigest()[:24]
-
-
-def _save_atomically(path: Path, **arrays: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as out:
-        np.savez(out, **arrays)
-    os.replace(tmp, path)

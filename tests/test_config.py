@@ -58,6 +58,7 @@ def test_cfg_job_prints_the_composed_overrides():
         ("base_model.name=xceptoin", "unknown base_model.name 'xceptoin': did you mean xception"),
         ("dataset.image_size=[32,32]", "too small for xception, which needs at least 71x71"),
         ("base_model.weights=imagenet21k", "'imagenet21k' is not a weight set of xception"),
+        ("schedule.monitor=val_acc", "schedule.monitor='val_acc' must be one of val_loss, val_accuracy, loss, accuracy"),
     ],
 )
 def test_bad_config_fails_with_one_clear_line(tmp_path, override, expected):

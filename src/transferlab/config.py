@@ -192,8 +192,11 @@ class ScheduleConfig:
     fine_tune: FineTuneConfig = field(
         default_factory=lambda: FineTuneConfig(epochs=10, lr=1e-5, patience=5)
     )
-    monitor: str = "val_loss"
+    monitor: str = "val_loss"  # one of MONITORS; decides early stopping and best.keras
     mode: MonitorMode = MonitorMode.auto
+
+
+MONITORS = ("val_loss", "val_accuracy", "loss", "accuracy")
 
 
 @dataclass
@@ -416,6 +419,7 @@ def validate(cfg: ExperimentConfig) -> None:
         0,
         "must be positive: at least one phase has to train",
     )
+    _require(sch.monitor in MONITORS, "schedule.monitor", sch.monitor, f"must be one of {', '.join(MONITORS)}")
     _require(0.0 <= cfg.head.dropout < 1.0, "head.dropout", cfg.head.dropout, "must be in [0, 1)")
     _require(all(u > 0 for u in cfg.head.hidden_units), "head.hidden_units", cfg.head.hidden_units, "must be positive sizes")
     _require(cfg.head.units > 0, "head.units", cfg.head.units, "must be positive")
@@ -437,6 +441,14 @@ def validate(cfg: ExperimentConfig) -> None:
     if cfg.logger.neptune is not None:
         mode = cfg.logger.neptune.mode
         _require(mode in NEPTUNE_MODES, "logger.neptune.mode", mode, f"must be one of {', '.join(NEPTUNE_MODES)}")
+
+
+def monitor_mode(cfg: ScheduleConfig) -> str:
+    """"min" or "max" for `schedule.monitor`: `auto` minimizes losses and maximizes accuracies (Keras
+    3.15's own `auto` cannot tell for a metric named `accuracy`)."""
+    if cfg.mode is not MonitorMode.auto:
+        return cfg.mode.value
+    return "min" if cfg.monitor.endswith("loss") else "max"
 
 
 def _validate_trainer(cfg: ExperimentConfig) -> None:

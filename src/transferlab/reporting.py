@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Optional
 
 import numpy as np
 
+from transferlab.config import monitor_mode
 from transferlab.errors import ConfigError
 from transferlab.repro import environment_info
 
@@ -81,7 +82,7 @@ def evaluate_and_save(
     if data.vectorizer is not None:
         write_misclassified_texts(wrong, data, run_dir / "misclassified.csv")
     write_plots(run_dir / "plots", result.history, matrix, wrong, data, cfg)
-    monitor, mode = cfg.schedule.monitor, cfg.schedule.mode.value
+    monitor, mode = cfg.schedule.monitor, monitor_mode(cfg.schedule)
     summary = RunSummary(
         status="completed",
         run_dir=str(run_dir),
@@ -259,8 +260,7 @@ def _best_row(rows: list[dict], monitor: str, mode: str) -> Optional[dict]:
     scored = [r for r in rows if monitor in r and math.isfinite(r[monitor])]
     if not scored:
         return None
-    maximize = mode == "max" or (mode == "auto" and ("acc" in monitor or monitor.startswith("fmeasure")))
-    return (max if maximize else min)(scored, key=lambda r: r[monitor])
+    return (max if mode == "max" else min)(scored, key=lambda r: r[monitor])
 
 
 def _validation_metrics(row: dict) -> dict[str, float]:

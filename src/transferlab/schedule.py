@@ -24,7 +24,9 @@ from typing import Iterator, Optional
 import keras
 import numpy as np
 
-from transferlab.config import FineTuneConfig, HeadPhaseConfig, OptimizerConfig, OptimizerName, ScheduleConfig
+from transferlab.config import (
+    FineTuneConfig, HeadPhaseConfig, OptimizerConfig, OptimizerName, ScheduleConfig, monitor_mode,
+)
 from transferlab.checkpoints import Checkpoint, ScheduleState, base_digest, save_checkpoint, trained_variables
 from transferlab.data import SplitData
 from transferlab.errors import ConfigError, TrainingError
@@ -308,7 +310,7 @@ def run_schedule(
     recorder = EpochRecorder(trackers, state)
     # One best-model callback for both phases, so best.keras is the best epoch of the whole run.
     best_checkpoint = BestModelCheckpoint(
-        model, run_dir / "best.keras", monitor=cfg.monitor, mode=cfg.mode.value, save_best_only=True,
+        model, run_dir / "best.keras", monitor=cfg.monitor, mode=monitor_mode(cfg), save_best_only=True,
         initial_value_threshold=state.best_value, pending=resume_from.arrays("best_pending") if resume_from else None,
     )
     checkpointer = EpochCheckpointer(run_dir / "checkpoints", model, state, best_checkpoint)
@@ -323,7 +325,7 @@ def run_schedule(
         early_stop = None
         if phase.patience is not None:
             early_stop = ResumableEarlyStopping(
-                monitor=cfg.monitor, mode=cfg.mode.value, patience=phase.patience, restore_best_weights=True,
+                monitor=cfg.monitor, mode=monitor_mode(cfg), patience=phase.patience, restore_best_weights=True,
                 saved=state.early_stopping if resuming else None,
                 saved_weights=resume_from.early_stopping_weights() if resuming else None,
             )

@@ -119,6 +119,35 @@ def test_run_killed_in_the_cached_head_phase_resumes_to_the_same_run(slow_folder
             np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)
 
 
+def test_run_killed_in_fine_tuning_before_it_beat_the_head_phase_keeps_that_best(slow_folder, base_weights, tmp_path):
+    """The head phase's best is not written while fine-tuning may still beat it; killed in between, the
+    checkpoint holds it, and the resumed run writes it on the pretrained base rebuilt from the config."""
+    from transferlab.models import load_trained_model
+
+    # Validation accuracy reaches 1.0 in the head phase, which fine-tuning cannot beat.
+    args = overrides(slow_folder, base_weights, "schedule.head.epochs=8", "schedule.monitor=val_accuracy")
+    head_only = tmp_path / "reference" / "head_only"
+    assert cli([*args, "schedule.fine_tune.epochs=0"], head_only, tmp_path).wait(timeout=600) == 0
+    assert pd.read_csv(head_only / "history.csv")["val_accuracy"].max() == 1.0, "the head phase must reach 1.0 here"
+
+    killed_dir = tmp_path / "runs" / "killed"
+    killed = cli(args, killed_dir, tmp_path)
+    wait_for_checkpoint(killed_dir, 9, killed)  # the first fine-tuning epoch done
+    killed.send_signal(signal.SIGKILL)
+    killed.wait(timeout=60)
+    checkpoint = load_checkpoint(killed_dir / "checkpoints")
+    assert checkpoint.state.phase == "fine_tune" and checkpoint.state.epoch < 12, "killed too late"
+    assert not checkpoint.frozen_base and checkpoint.arrays("best_pending") is not None
+    assert not (killed_dir / "best.keras").exists()
+
+    resumed = cli([*args, "resume=true"], tmp_path / "runs" / "resumer", tmp_path)
+    assert resumed.wait(timeout=600) == 0, resumed.stderr.read()[-3000:]
+    ours = load_trained_model(str(killed_dir / "best.keras")).get_weights()
+    theirs = load_trained_model(str(head_only / "best.keras")).get_weights()
+    for a, b in zip(ours, theirs, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_sigterm_stops_gracefully_and_the_run_resumes(slow_folder, base_weights, tmp_path):
     args = overrides(slow_folder, base_weights, "schedule.fine_tune.epochs=1")
     run_dir = tmp_path / "runs" / "preempted"
@@ -130,6 +159,7 @@ def test_sigterm_stops_gracefully_and_the_run_resumes(slow_folder, base_weights,
     assert stderr.strip().splitlines()[-1].startswith("error: interrupted (received SIGTERM)")
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["status"] == "interrupted" and summary["resume_with"] == f"resume={run_dir}"
+    assert (run_dir / "best.keras").is_file(), "an interrupted run keeps the best model it found"
     assert load_checkpoint(run_dir / "checkpoints").state.epoch >= 1
 
     result = run_train_script([*args, f"resume={run_dir}", f"hydra.run.dir={tmp_path / 'again'}"], cwd=tmp_path)
@@ -186,6 +216,70 @@ def test_a_frozen_base_checkpoint_refuses_a_base_with_other_weights(tmp_path):
     assert np.array_equal(restored.layers[-1].kernel.numpy(), trained.layers[-1].kernel.numpy())
     with pytest.raises(ModelError, match="other weights than the checkpoint was trained on"):
         checkpoint.load_model(lambda: classifier(1.0))
+
+
+def _frozen_base_classifier(path: Path):
+    """A tiny compiled classifier whose base is the layer `base`, and the best-model callback over it."""
+    import keras
+
+    from transferlab.schedule import BestModelCheckpoint
+
+    inputs = keras.Input((2,))
+    base = keras.Sequential([keras.Input((2,)), keras.layers.Dense(2)], name="base")
+    model = keras.Model(inputs, keras.layers.Dense(1, name="head")(base(inputs)))
+    best = BestModelCheckpoint(model, path, monitor="val_loss", mode="min", save_best_only=True)
+    best.set_model(model)
+    return model, best
+
+
+def _shift(layer, by: float) -> None:
+    for variable in layer.weights:
+        variable.assign(variable.numpy() + by)
+
+
+def test_the_head_phase_best_is_written_only_when_fine_tuning_never_beats_it(tmp_path):
+    from transferlab.models import load_trained_model
+
+    model, best = _frozen_base_classifier(tmp_path / "best.keras")
+    pretrained = [w.copy() for w in model.get_layer("base").get_weights()]
+    best.begin_phase(frozen_base=True, last=False)
+    best.on_epoch_end(0, {"val_loss": 1.0})
+    head_at_best = [w.copy() for w in model.get_layer("head").get_weights()]
+    _shift(model.get_layer("head"), 1.0)
+    best.on_epoch_end(1, {"val_loss": 1.5})
+    best.on_train_end()
+    assert not (tmp_path / "best.keras").exists(), "written at the head phase's end although fine-tuning follows"
+
+    best.begin_phase(frozen_base=False, last=True)
+    _shift(model.get_layer("base"), 0.5)  # fine-tuning changes the base
+    best.on_epoch_end(2, {"val_loss": 1.2})
+    tuned = [w.copy() for w in model.get_weights()]
+    best.on_train_end()
+    written = load_trained_model(str(tmp_path / "best.keras"))
+    for got, expected in zip(written.get_layer("base").get_weights() + written.get_layer("head").get_weights(),
+                             pretrained + head_at_best, strict=True):
+        np.testing.assert_array_equal(got, expected)
+    for got, expected in zip(model.get_weights(), tuned, strict=True):
+        np.testing.assert_array_equal(got, expected)  # the model itself goes on with its own weights
+
+
+def test_fine_tuning_that_improves_replaces_the_pending_head_phase_best(tmp_path):
+    from transferlab.models import load_trained_model
+
+    model, best = _frozen_base_classifier(tmp_path / "best.keras")
+    best.begin_phase(frozen_base=True, last=False)
+    best.on_epoch_end(0, {"val_loss": 1.0})
+    best.on_train_end()
+    best.begin_phase(frozen_base=False, last=True)
+    _shift(model.get_layer("base"), 0.5)
+    best.on_epoch_end(1, {"val_loss": 0.5})
+    improved = [w.copy() for w in model.get_weights()]
+    assert best.pending is None and best.pending_base is None
+    _shift(model.get_layer("head"), 1.0)
+    best.on_epoch_end(2, {"val_loss": 0.7})
+    best.on_train_end()
+    for got, expected in zip(load_trained_model(str(tmp_path / "best.keras")).get_weights(), improved, strict=True):
+        np.testing.assert_array_equal(got, expected)
 
 
 def test_same_seed_gives_identical_runs_and_the_rerun_command_repeats_a_run(image_folder, base_weights, tmp_path):

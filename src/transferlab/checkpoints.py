@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 LATEST = "latest"
 TRAINED = "trained.npz"  # a frozen-base checkpoint: the variables outside the base
 OPTIMIZER = "optimizer.npz"
-BASE_DIGEST = "base.sha256"  # a frozen-base checkpoint: which base weights it was trained on
+BASE_DIGEST = "base.sha256"  # which base weights a frozen-base checkpoint (or its pending best) was trained on
 BASE_LAYER = "base"  # transferlab.models.BASE_LAYER, named here to keep this module free of Keras
 
 
@@ -72,13 +72,31 @@ class Checkpoint:
             from transferlab.models import load_trained_model
 
             return load_trained_model(str(self.folder / "model.keras"))
+        model = self._rebuilt(build)
+        _assign(trained_variables(model), _load_arrays(self.folder / TRAINED))
+        return model
+
+    def write_pending_best(self, build: Callable[[], "keras.Model"], path: Path) -> None:
+        """best.keras of a run stopped while fine-tuning, before fine-tuning beat the head phase's best.
+
+        Such a checkpoint keeps only the head of that best (the base it was found with is the
+        pretrained one, rebuilt from the config), so the resumed run writes it first.
+        """
+        pending = None if self.frozen_base else self.arrays(BEST_PENDING)
+        if pending is None:
+            return
+        model = self._rebuilt(build)
+        _assign(trained_variables(model), pending)
+        model.save(path, overwrite=True)
+
+    def _rebuilt(self, build: Callable[[], "keras.Model"]) -> "keras.Model":
+        """The model built from the config, refused unless its base is the one the checkpoint was trained on."""
         model = build()
         if base_digest(model) != (self.folder / BASE_DIGEST).read_text():
             raise ModelError(
                 "the base rebuilt from the config has other weights than the checkpoint was trained on "
                 "(was the weights file replaced?); restore it, or start a new run without resume"
             )
-        _assign(trained_variables(model), _load_arrays(self.folder / TRAINED))
         return model
 
     def restore_optimizer(self, model: "keras.Model") -> None:
@@ -108,6 +126,7 @@ class Checkpoint:
 
 
 EARLY_STOPPING_BEST = "early_stopping_best"
+BEST_PENDING = "best_pending"  # the head phase's best variables outside the base, not yet in best.keras
 
 
 def base_digest(model: "keras.Model") -> str:
@@ -139,8 +158,9 @@ def save_checkpoint(
 
     `frozen_base` writes only the variables that can train (and the optimizer's), not the model
     file, with the base's digest (`base_sha256` when the caller already knows it: hashing the base
-    costs as much as the rest of the checkpoint); `arrays` are further lists of arrays saved as
-    `<name>.npz`.
+    costs as much as the rest of the checkpoint); a full-model checkpoint gets `base_sha256` when it
+    carries a head-phase best (`best_pending`) found on that base. `arrays` are further lists of
+    arrays saved as `<name>.npz`.
     """
     root.mkdir(parents=True, exist_ok=True)
     name = f"epoch-{state.epoch:04d}"
@@ -151,9 +171,10 @@ def save_checkpoint(
     if frozen_base:
         _save_arrays(staging / TRAINED, trained_variables(model))
         _save_arrays(staging / OPTIMIZER, model.optimizer.variables)
-        (staging / BASE_DIGEST).write_text(base_sha256 or base_digest(model))
     else:
         model.save(staging / "model.keras")
+    if frozen_base or base_sha256:
+        (staging / BASE_DIGEST).write_text(base_sha256 or base_digest(model))
     (staging / "state.json").write_text(json.dumps(asdict(state), indent=2))
     for array_name, values in {EARLY_STOPPING_BEST: early_stopping_weights, **arrays}.items():
         if values is not None:

@@ -27,7 +27,9 @@ import numpy as np
 from transferlab.config import (
     FineTuneConfig, HeadPhaseConfig, OptimizerConfig, OptimizerName, ScheduleConfig, monitor_mode,
 )
-from transferlab.checkpoints import Checkpoint, ScheduleState, base_digest, save_checkpoint, trained_variables
+from transferlab.checkpoints import (
+    BEST_PENDING, Checkpoint, ScheduleState, base_digest, save_checkpoint, trained_variables,
+)
 from transferlab.data import SplitData
 from transferlab.errors import ConfigError, TrainingError
 from transferlab.features import FeatureStore, cached_feature_data, split_model
@@ -222,41 +224,59 @@ class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
 
 
 class BestModelCheckpoint(keras.callbacks.ModelCheckpoint):
-    """best.keras of the whole classifier, even while fit trains only its head on cached features.
+    """best.keras of the whole classifier, written only when it is needed.
 
     While the base is frozen (`defer`), an improvement only copies the variables outside the base
-    (`pending`); the full model is written once when the phase ends, not at every improvement.
-    Until then the epoch checkpoint carries `pending`, so a killed run loses nothing.
+    (`pending`). The full model is written when the phase ends, unless a fine-tuning phase follows:
+    then the frozen base's weights are kept in memory when fine-tuning starts (`pending_base`), and
+    the head phase's best is written only if fine-tuning never beats it, or the run stops first. A
+    usual two-phase run therefore writes best.keras only for fine-tuning's improvements. Every
+    checkpoint carries `pending` until it is written, so a killed run loses nothing.
     """
 
     def __init__(self, full_model: keras.Model, *args, pending: Optional[list] = None, **kwargs):
         super().__init__(*args, **kwargs)
-        self.full_model, self.pending, self.defer = full_model, pending, False
+        self.full_model, self.pending = full_model, pending
+        self.pending_base: Optional[list[np.ndarray]] = None
+        self.defer = self.hold = False
+
+    def begin_phase(self, frozen_base: bool, last: bool) -> None:
+        """Before a phase's fit: a frozen base defers writes, and holds them past the phase unless it is the last."""
+        self.defer, self.hold = frozen_base, frozen_base and not last
+        if not frozen_base and self.pending is not None and self.pending_base is None:
+            self.pending_base = [np.array(v) for v in get_base(self.full_model).variables]
 
     def set_model(self, model: keras.Model) -> None:
         super().set_model(self.full_model)
 
     def _save_model(self, epoch, batch, logs) -> None:
-        if not self.defer:
-            super()._save_model(epoch, batch, logs)
-        elif self._should_save_model(epoch, batch, logs, self.filepath):
+        if not self._should_save_model(epoch, batch, logs, self.filepath):
+            return
+        if self.defer:
             self.pending = [np.array(v) for v in trained_variables(self.full_model)]
+        else:
+            self.full_model.save(self.filepath, overwrite=True)
+            self.pending = self.pending_base = None
 
     def on_train_end(self, logs=None) -> None:
-        self.write_pending()
+        if not self.hold:
+            self.write_pending()
 
     def write_pending(self) -> None:
         """Write best.keras from the pending best variables, leaving the model's own as they were."""
         if self.pending is None:
             return
-        variables = trained_variables(self.full_model)
+        variables, values = trained_variables(self.full_model), list(self.pending)
+        if self.pending_base is not None:
+            variables += get_base(self.full_model).variables
+            values += self.pending_base
         current = [np.array(v) for v in variables]
-        for variable, value in zip(variables, self.pending, strict=True):
+        for variable, value in zip(variables, values, strict=True):
             variable.assign(value)
         self.full_model.save(self.filepath, overwrite=True)
         for variable, value in zip(variables, current, strict=True):
             variable.assign(value)
-        self.pending = None
+        self.pending = self.pending_base = None
 
 
 class EpochCheckpointer(keras.callbacks.Callback):
@@ -266,10 +286,16 @@ class EpochCheckpointer(keras.callbacks.Callback):
         super().__init__()
         self.root, self.full_model, self.state, self.best = root, full_model, state, best
         self.early_stop: Optional[ResumableEarlyStopping] = None
-        self.base_sha256: Optional[str] = None  # the frozen base's digest, hashed once per phase
+        self.base_sha256: Optional[str] = None  # the digest of the base frozen or under the pending best
+
+    @property
+    def needs_base_digest(self) -> bool:
+        """A frozen-base checkpoint, or one carrying a head-phase best, names the base it belongs to."""
+        return self.best.defer or self.best.pending is not None
 
     def on_train_begin(self, logs=None) -> None:
-        self.base_sha256 = base_digest(self.full_model) if self.best.defer else None
+        # Hashed once: before fine-tuning's first step the base is still the one the pending best was found with.
+        self.base_sha256 = (self.base_sha256 or base_digest(self.full_model)) if self.needs_base_digest else None
 
     def on_epoch_end(self, epoch: int, logs=None) -> None:
         self.state.best_value = None if self.best.best is None else float(self.best.best)
@@ -278,9 +304,12 @@ class EpochCheckpointer(keras.callbacks.Callback):
             self.state.early_stopping = self.early_stop.state()
             weights = self.early_stop.best_weights
         write_history(self.state.history, self.root.parent / "history.csv")
+        self.save(weights)
+
+    def save(self, early_stopping_weights: Optional[list] = None) -> None:
         save_checkpoint(
-            self.root, self.full_model, self.state, weights, frozen_base=self.best.defer, base_sha256=self.base_sha256,
-            best_pending=self.best.pending,
+            self.root, self.full_model, self.state, early_stopping_weights, frozen_base=self.best.defer,
+            base_sha256=self.base_sha256 if self.needs_base_digest else None, **{BEST_PENDING: self.best.pending},
         )
 
 
@@ -311,46 +340,55 @@ def run_schedule(
     # One best-model callback for both phases, so best.keras is the best epoch of the whole run.
     best_checkpoint = BestModelCheckpoint(
         model, run_dir / "best.keras", monitor=cfg.monitor, mode=monitor_mode(cfg), save_best_only=True,
-        initial_value_threshold=state.best_value, pending=resume_from.arrays("best_pending") if resume_from else None,
+        initial_value_threshold=state.best_value,
+        # A full-model checkpoint's pending best was written before resuming (Checkpoint.write_pending_best).
+        pending=resume_from.arrays(BEST_PENDING) if resume_from and resume_from.frozen_base else None,
     )
     checkpointer = EpochCheckpointer(run_dir / "checkpoints", model, state, best_checkpoint)
-    for phase in plan_phases(cfg, cache_by_default):
-        if phase.name in state.finished_phases:
-            continue
-        resuming = _enter_phase(model, phase, state, optimizer, task, resume_from, jit_compile)
-        best_checkpoint.defer = phase.unfreeze is None
-        recorder.phase = phase
-        started, resumed_at = time.perf_counter(), state.epoch
-        fit_model, fit_data, extraction_s = _what_to_fit(model, data, phase, task, features or FeatureStore(model, data))
-        early_stop = None
-        if phase.patience is not None:
-            early_stop = ResumableEarlyStopping(
-                monitor=cfg.monitor, mode=monitor_mode(cfg), patience=phase.patience, restore_best_weights=True,
-                saved=state.early_stopping if resuming else None,
-                saved_weights=resume_from.early_stopping_weights() if resuming else None,
-            )
-        checkpointer.early_stop = early_stop
-        stopped = bool(state.early_stopping.get("stopped_epoch"))
-        last_epoch = state.epoch if stopped else state.phase_first_epoch + phase.epochs
-        fit_model.fit(
-            fit_data.train_from(state.epoch, max(1, last_epoch - state.epoch)),
-            steps_per_epoch=fit_data.steps_per_epoch,
-            validation_data=fit_data.validation,
-            initial_epoch=state.epoch,
-            # An early stop decided just before a crash is kept: fit then only restores the best weights.
-            epochs=last_epoch,
-            callbacks=[recorder, best_checkpoint, keras.callbacks.TerminateOnNaN(), *filter(None, [early_stop]), checkpointer],
-            verbose=verbose,
-            shuffle=False,  # the tf.data pipeline shuffles; Keras would only warn
-        )
-        _raise_if_diverged(state.history, phase)
-        state.finished_phases.append(phase.name)
-        elapsed_s = time.perf_counter() - started
-        state.phase_results.append(asdict(_phase_result(phase, state, model, extraction_s, elapsed_s, resumed_at)))
-        save_checkpoint(
-            run_dir / "checkpoints", model, state, frozen_base=best_checkpoint.defer, base_sha256=checkpointer.base_sha256
-        )
+    phases = [p for p in plan_phases(cfg, cache_by_default) if p.name not in state.finished_phases]
+    try:
+        for phase in phases:
+            resuming = _enter_phase(model, phase, state, optimizer, task, resume_from, jit_compile)
+            best_checkpoint.begin_phase(frozen_base=phase.unfreeze is None, last=phase is phases[-1])
+            recorder.phase = phase
+            started, resumed_at = time.perf_counter(), state.epoch
+            fit_model, fit_data, extraction_s = _what_to_fit(model, data, phase, task, features or FeatureStore(model, data))
+            early_stop = None
+            if phase.patience is not None:
+                early_stop = ResumableEarlyStopping(
+                    monitor=cfg.monitor, mode=monitor_mode(cfg), patience=phase.patience, restore_best_weights=True,
+                    saved=state.early_stopping if resuming else None,
+                    saved_weights=resume_from.early_stopping_weights() if resuming else None,
+                )
+            checkpointer.early_stop = early_stop
+            callbacks = [recorder, best_checkpoint, keras.callbacks.TerminateOnNaN(), *filter(None, [early_stop]), checkpointer]
+            _fit(fit_model, fit_data, state, phase, callbacks, verbose)
+            state.finished_phases.append(phase.name)
+            elapsed_s = time.perf_counter() - started
+            state.phase_results.append(asdict(_phase_result(phase, state, model, extraction_s, elapsed_s, resumed_at)))
+            checkpointer.save()
+    except BaseException:
+        best_checkpoint.write_pending()  # a failed or interrupted run keeps the best model it found
+        raise
     return ScheduleResult([PhaseResult(**r) for r in state.phase_results], state.history)
+
+
+def _fit(model: keras.Model, data: SplitData, state: ScheduleState, phase: Phase, callbacks: list, verbose: int) -> None:
+    """Fit the phase's remaining epochs; a diverged loss ends the run."""
+    stopped = bool(state.early_stopping.get("stopped_epoch"))
+    last_epoch = state.epoch if stopped else state.phase_first_epoch + phase.epochs
+    model.fit(
+        data.train_from(state.epoch, max(1, last_epoch - state.epoch)),
+        steps_per_epoch=data.steps_per_epoch,
+        validation_data=data.validation,
+        initial_epoch=state.epoch,
+        # An early stop decided just before a crash is kept: fit then only restores the best weights.
+        epochs=last_epoch,
+        callbacks=callbacks,
+        verbose=verbose,
+        shuffle=False,  # the tf.data pipeline shuffles; Keras would only warn
+    )
+    _raise_if_diverged(state.history, phase)
 
 
 def _enter_phase(

@@ -160,6 +160,8 @@ def _fit_and_report(
     embeddings = load_word_vectors(cfg, data)
     vector_metrics = coverage_metrics(embeddings)
     build = lambda: build_classifier(cfg, data, task, embeddings)  # noqa: E731
+    if checkpoint:
+        checkpoint.write_pending_best(build, run_dir / "best.keras")
     model = checkpoint.load_model(build) if checkpoint else build()
     check_unfreeze(model, cfg.schedule)
     features = feature_store(cfg, model, data)

@@ -53,6 +53,20 @@ def test_predict_script_ranks_classes_with_probabilities(three_class_run, tmp_pa
     assert "file" in result.stdout and "probability" in result.stdout
 
 
+def test_predictions_in_small_batches_match_one_pass_over_all_images(three_class_run):
+    from transferlab.models import load_trained_model
+    from transferlab.predict import image_files, load_images, predict_with_run, probabilities
+
+    data, out, _ = three_class_run
+    rows = pd.DataFrame(predict_with_run(out, [str(data / "a"), str(data / "c")], k=3, batch_size=3))  # 20 = 6 x 3 + 2
+    files = image_files([str(data / "a"), str(data / "c")])
+    model = load_trained_model(str(out / "model.keras"))
+    expected = probabilities(model.predict(load_images(files, tuple(model.input_shape[1:3])), verbose=0))
+    class_names = json.loads((out / "summary.json").read_text())["class_names"]
+    got = rows.pivot(index="file", columns="class", values="probability").loc[[str(f) for f in files], class_names]
+    np.testing.assert_allclose(got.to_numpy(), expected, rtol=0, atol=1e-5)
+
+
 def test_probabilities_sum_to_one_for_binary_and_multiclass():
     from transferlab.predict import probabilities
 

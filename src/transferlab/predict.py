@@ -105,26 +105,32 @@ def predict_with_run(
     run_dir: Path, inputs: list[str], k: int, batch_size: int = 32, text_column: str = "text"
 ) -> list[dict]:
     """Top-k classes of images (files or folders) or of texts, with the run's own model."""
-    model, class_names = load_run(run_dir)
-    if takes_text(model):
-        import tensorflow as tf
+    import tensorflow as tf
 
+    model, class_names = load_run(run_dir)
+    k = min(k, len(class_names))
+    if takes_text(model):
         texts = read_texts(inputs, text_column)
-        probs = np.concatenate(
-            [probabilities(np.asarray(model.predict_on_batch(tf.constant(texts[i : i + batch_size]))))
-             for i in range(0, len(texts), batch_size)]
-        )
-        return top_k_rows(texts, probs, class_names, min(k, len(class_names)), key="text")
+        logits = in_batches(model, texts, lambda chunk: tf.constant(chunk), batch_size)
+        return top_k_rows(texts, probabilities(logits), class_names, k, key="text")
     files = image_files(inputs)
     size = tuple(model.input_shape[1:3])
-    probs = np.concatenate(
-        [probabilities(np.asarray(model.predict_on_batch(load_images(files[i : i + batch_size], size))))
-         for i in range(0, len(files), batch_size)]
+    logits = in_batches(model, files, lambda chunk: load_images(chunk, size), batch_size)
+    return top_k_rows(files, probabilities(logits), class_names, k)
+
+
+def in_batches(model, items: list, load, batch_size: int) -> np.ndarray:
+    """The model's outputs for every item, loaded a batch at a time (a folder of photos need not fit in
+    memory) and run through one traced function, which a last, smaller batch does not trace again."""
+    from transferlab.models import inference_function
+
+    forward = inference_function(model)
+    return np.concatenate(
+        [np.asarray(forward(load(items[i : i + batch_size]))) for i in range(0, len(items), batch_size)]
     )
-    return top_k_rows(files, probs, class_names, min(k, len(class_names)))
 
 
-def predict_with_imagenet(name: str, inputs: list[str], k: int) -> list[dict]:
+def predict_with_imagenet(name: str, inputs: list[str], k: int, batch_size: int = 32) -> list[dict]:
     """A keras.applications classifier with its ImageNet top, decoded to the 1,000 class names."""
     import keras
 
@@ -134,11 +140,11 @@ def predict_with_imagenet(name: str, inputs: list[str], k: int) -> list[dict]:
     if spec.constructor.split(":")[0] != "keras.applications":
         raise ConfigError(f"'{name}' is not a keras.applications model with an ImageNet classifier")
     files = image_files(inputs)
+    size, preprocess = (spec.default_size, spec.default_size), spec.load("preprocess")
     try:
         model = spec.load("constructor")(weights="imagenet")
-        decoded = keras.applications.imagenet_utils.decode_predictions
-        images = spec.load("preprocess")(load_images(files, (spec.default_size, spec.default_size)))
-        predictions = decoded(np.asarray(model.predict(images, verbose=0)), top=k)
+        scores = in_batches(model, files, lambda chunk: preprocess(load_images(chunk, size)), batch_size)
+        predictions = keras.applications.imagenet_utils.decode_predictions(scores, top=k)
     except Exception as exc:  # Keras' downloader raises a bare Exception offline
         raise ModelError(
             f"cannot load the ImageNet classifier {name} or its class names ({str(exc).splitlines()[0]}); "

@@ -1,7 +1,8 @@
 """Extract features with a frozen pretrained base and fit the scikit-learn baseline on them.
 
 Same config groups as train.py: `python scripts/extract.py dataset=cats_dogs base_model=mobilenet_v2`.
-Writes features.npz (pooled features and labels per split) and extraction.json to the run directory.
+Writes features.npz (pooled features, labels and image paths or texts per split; features.parquet,
+one row per image or text, with `extract.format=parquet`) and extraction.json to the run directory.
 """
 
 import hydra

@@ -105,6 +105,24 @@ def test_extract_script_saves_pooled_features_and_the_baseline(image_folder, bas
     assert not (out / "model.keras").exists()  # nothing trained
 
 
+def test_features_export_as_parquet_rows_matching_the_npz_arrays(image_folder, base_weights, tmp_path):
+    from transferlab.training import extract_features
+
+    def extract(fmt: str) -> dict:
+        return extract_features(compose_config(tiny_overrides(image_folder, tmp_path / fmt, base_weights, f"extract.format={fmt}")))
+
+    table = pd.read_parquet(extract("parquet")["features"])
+    with np.load(extract("npz")["features"]) as arrays:
+        assert list(table.columns[:4]) == ["split", "path", "label", "class"] and table.shape == (28, 4 + 128)
+        for split in ("train", "validation", "test"):
+            rows = table[table["split"] == split]
+            np.testing.assert_array_equal(rows.filter(regex=r"^f\d+$").to_numpy(), arrays[f"x_{split}"])
+            assert list(rows["path"]) == list(arrays[f"items_{split}"])
+            assert list(rows["label"]) == list(arrays[f"y_{split}"])
+            assert [arrays["class_names"][i] for i in rows["label"]] == list(rows["class"])
+    assert all(f"/{name}/" in path for path, name in zip(table["path"], table["class"], strict=True))
+
+
 def test_imagenet_classifier_ranks_named_classes_from_the_keras_cache(tmp_path, monkeypatch):
     """`--imagenet`: Keras' weights file served from its cache folder, as after a first download.
 

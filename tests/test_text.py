@@ -347,6 +347,21 @@ def test_saved_model_predicts_from_raw_strings(head_only_run):
     assert (out / "misclassified.csv").is_file()
 
 
+def test_text_features_export_one_row_per_text_with_its_mean_word_vector(table, vectors_file, tmp_path):
+    from transferlab.training import extract_features
+
+    result = extract_features(compose_config(text_overrides(table, vectors_file, tmp_path / "x", "extract.format=parquet")))
+    rows = pd.read_parquet(result["features"])
+    assert list(rows.columns[:4]) == ["split", "text", "label", "class"] and len(rows) == 160
+    assert set(pd.read_csv(table)["review"]) == set(rows["text"])
+    vectors = word_vectors(8)
+    first = rows.iloc[0]
+    words = [w.strip(".").lower() for w in first["text"].split() if w.strip(".").lower() in vectors]
+    np.testing.assert_allclose(first.filter(regex=r"^f\d+$").to_numpy(float), np.mean([vectors[w] for w in words], axis=0),
+                               atol=1e-5)
+    assert result["metrics"]["baseline/test_accuracy"] > 0.8
+
+
 def test_fine_tuning_phase_changes_the_embedding_under_a_bilstm_head(table, vectors_file, tmp_path):
     from transferlab.models import load_trained_model
 

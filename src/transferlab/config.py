@@ -50,6 +50,11 @@ class HeadKind(str, Enum):
     conv = "conv"
 
 
+class FeaturesFormat(str, Enum):
+    npz = "npz"
+    parquet = "parquet"
+
+
 class MonitorMode(str, Enum):
     auto = "auto"
     min = "min"
@@ -279,6 +284,15 @@ class BaselineConfig:
 
 
 @dataclass
+class ExtractConfig:
+    """What `scripts/extract.py` writes: the pooled base features, labels and source of every split."""
+
+    # npz: features.npz (x_<split>, y_<split>, items_<split>, class_names); parquet: features.parquet,
+    # one row per image or text (split, path or text, label, class, f0 ... f<d-1>).
+    format: FeaturesFormat = FeaturesFormat.npz
+
+
+@dataclass
 class PathsConfig:
     # Downloads, unpacked archives and built-in datasets.
     data_dir: str = "data"
@@ -306,6 +320,7 @@ class ExperimentConfig:
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     baseline: BaselineConfig = field(default_factory=BaselineConfig)
+    extract: ExtractConfig = field(default_factory=ExtractConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)
 
 

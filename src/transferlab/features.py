@@ -21,7 +21,7 @@ from typing import Optional
 import keras
 import numpy as np
 
-from transferlab.config import BaselineConfig
+from transferlab.config import BaselineConfig, FeaturesFormat
 from transferlab.data import SplitData, shuffled_epochs, without_autotune
 from transferlab.models import BASE_LAYER, POOL_LAYER, inference_function
 from transferlab.reporting import write_arrays
@@ -219,13 +219,33 @@ def score_baseline(cfg: BaselineConfig, x_train, y_train, x_test, y_test) -> dic
     return metrics
 
 
-def export_features(store: FeatureStore, path) -> dict[str, np.ndarray]:
-    """Pooled base features and labels of every split (`x_train`, `y_train`, ...), also saved as `.npz`."""
-    arrays = {}
+def export_features(store: FeatureStore, folder: Path, fmt: FeaturesFormat) -> tuple[dict[str, np.ndarray], Path]:
+    """Pooled base features and labels of every split (`x_train`, `y_train`, ...), saved in `folder` as
+    features.npz or features.parquet beside what each row came from (the image's path or the text)."""
+    arrays, items = {}, {}
     for split in ("train", "validation", "test"):
         if store.batches(split) is None:
             continue
         features, labels = store.get(split)
         arrays[f"x_{split}"], arrays[f"y_{split}"] = pooled(features), labels
-    np.savez(path, class_names=np.array(store.data.class_names), **arrays)
-    return arrays
+        planned = getattr(store.data.plan, split)
+        items[split] = planned.texts if store.data.vectorizer is not None else planned.paths
+    class_names = store.data.class_names
+    path = folder / f"features.{fmt.value}"
+    if fmt is FeaturesFormat.parquet:
+        _features_table(arrays, items, class_names, "text" if store.data.vectorizer is not None else "path").to_parquet(path)
+    else:
+        np.savez(path, class_names=np.array(class_names), **arrays, **{f"items_{k}": np.array(v) for k, v in items.items()})
+    return arrays, path
+
+
+def _features_table(arrays: dict[str, np.ndarray], items: dict[str, list], class_names: list[str], source: str):
+    """One row per image or text: split, source, label, class, then one float column per feature."""
+    import pandas as pd
+
+    tables = []
+    for split, sources in items.items():
+        x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
+        meta = pd.DataFrame({"split": split, source: sources, "label": y, "class": [class_names[i] for i in y]})
+        tables.append(pd.concat([meta, pd.DataFrame(x, columns=[f"f{i}" for i in range(x.shape[1])])], axis=1))
+    return pd.concat(tables, ignore_index=True)

@@ -265,7 +265,8 @@ def baseline_metrics(cfg: ExperimentConfig, features: "FeatureStore", run_dir: P
 
 def extract_features(cfg: ExperimentConfig | DictConfig) -> dict[str, object]:
     """Feature extraction, the second use of a pretrained model: the frozen base run once over every
-    split, its pooled features saved as features.npz, and the scikit-learn baseline fitted on them."""
+    split, its pooled features saved (features.npz or features.parquet), and the scikit-learn baseline
+    fitted on them."""
     from transferlab.features import export_features, score_baseline
     from transferlab.repro import seed_everything
 
@@ -273,10 +274,10 @@ def extract_features(cfg: ExperimentConfig | DictConfig) -> dict[str, object]:
     seed_everything(cfg.trainer.seed, cfg.trainer.deterministic)
     data = build_data(cfg, plan, image_size)
     model = build_classifier(cfg, data, task_spec(cfg, data, image_size), load_word_vectors(cfg, data))
-    arrays = export_features(feature_store(cfg, model, data), run_dir / "features.npz")
+    arrays, path = export_features(feature_store(cfg, model, data), run_dir, cfg.extract.format)
     fit = cfg.baseline.estimator and "x_test" in arrays
     result = {
-        "features": str(run_dir / "features.npz"),
+        "features": str(path),
         "counts": {key[2:]: len(value) for key, value in arrays.items() if key.startswith("y_")},
         # The baseline reuses the exported features: the base runs over each split once.
         "metrics": score_baseline(cfg.baseline, *(arrays[k] for k in ("x_train", "y_train", "x_test", "y_test")))

@@ -222,6 +222,7 @@ def score_baseline(cfg: BaselineConfig, x_train, y_train, x_test, y_test) -> dic
 def export_features(store: FeatureStore, folder: Path, fmt: FeaturesFormat) -> tuple[dict[str, np.ndarray], Path]:
     """Pooled base features and labels of every split (`x_train`, `y_train`, ...), saved in `folder` as
     features.npz or features.parquet beside what each row came from (the image's path or the text)."""
+    text = store.data.vectorizer is not None
     arrays, items = {}, {}
     for split in ("train", "validation", "test"):
         if store.batches(split) is None:
@@ -229,11 +230,11 @@ def export_features(store: FeatureStore, folder: Path, fmt: FeaturesFormat) -> t
         features, labels = store.get(split)
         arrays[f"x_{split}"], arrays[f"y_{split}"] = pooled(features), labels
         planned = getattr(store.data.plan, split)
-        items[split] = planned.texts if store.data.vectorizer is not None else planned.paths
+        items[split] = planned.texts if text else planned.paths
     class_names = store.data.class_names
     path = folder / f"features.{fmt.value}"
     if fmt is FeaturesFormat.parquet:
-        _features_table(arrays, items, class_names, "text" if store.data.vectorizer is not None else "path").to_parquet(path)
+        _features_table(arrays, items, class_names, "text" if text else "path").to_parquet(path)
     else:
         np.savez(path, class_names=np.array(class_names), **arrays, **{f"items_{k}": np.array(v) for k, v in items.items()})
     return arrays, path

@@ -212,7 +212,7 @@ def report(args, real: bool, size: int, first: list, rerun: dict, images: dict, 
     print(f"  phase 1 first run / cold pass over training + validation  : {_paired(times, [c * share for c in cold])}"
           "  (every image phase 1 needs, once)")
     print(f"  phase 1 rerun, features from the on-disk cache            : {rerun['wall_time_s']:7.2f} s  "
-          f"= {_paired([rerun['wall_time_s']], cold[1:2])} the cold pass before it")
+          f"= {_paired([rerun['wall_time_s']], cold[1:2])} the cold pass measured right after it")
     print(f"  phase 1 on images every epoch                             : {images['wall_time_s']:7.2f} s  "
           f"= {images['wall_time_s'] / max(times):.1f}x to {images['wall_time_s'] / min(times):.1f}x the cached first run")
     accuracies = [phase for phase, _ in first] + [rerun, images]

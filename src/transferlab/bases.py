@@ -17,6 +17,9 @@ from typing import Callable, Optional
 from transferlab.errors import ConfigError, ModelError
 
 IMAGENET = "imagenet"
+# `base_model.weights=default`: the base's own default weight set, so that switching the base by
+# name (base_model.name=densenet201) never carries another base's weights along.
+DEFAULT_WEIGHTS = "default"
 SAVED_MODEL = "saved_model"
 NO_PREPROCESS, UNIT_PREPROCESS = "none", "unit"
 UNIT_SCALING = "transferlab.models:scale_to_unit"
@@ -35,6 +38,7 @@ class BaseSpec:
     # Weight sets known by name: None passes the name to the constructor (Keras downloads and
     # caches them); a string is a file shipped in `transferlab/assets`.
     named_weights: dict[str, Optional[str]] = field(default_factory=lambda: {IMAGENET: None})
+    default_weights: Optional[str] = IMAGENET  # what `default` means; None: random initialisation
 
     def load(self, attribute: str) -> Callable:
         module, _, attr = getattr(self, attribute).partition(":")
@@ -80,7 +84,7 @@ _SPECS = [
         for v in ("Tiny", "Small", "Base", "Large", "XLarge")
     ),
     # A TensorFlow SavedModel directory (e.g. a TF Hub feature vector) given as base_model.weights.
-    BaseSpec(SAVED_MODEL, "", UNIT_SCALING, 224, 1, named_weights={}),
+    BaseSpec(SAVED_MODEL, "", UNIT_SCALING, 224, 1, named_weights={}, default_weights=None),
     BaseSpec(
         "digits_cnn",
         "transferlab.models:digits_cnn",
@@ -88,6 +92,7 @@ _SPECS = [
         32,
         8,
         named_weights={DIGITS_WEIGHTS: DIGITS_WEIGHTS_FILE},
+        default_weights=DIGITS_WEIGHTS,
     ),
 ]
 
@@ -127,6 +132,8 @@ def resolve_weights(spec: BaseSpec, weights: Optional[str]) -> WeightsSource:
 
 
 def _resolve(spec: BaseSpec, weights: Optional[str]) -> WeightsSource:
+    if weights == DEFAULT_WEIGHTS:
+        weights = spec.default_weights
     if weights is None or weights.lower() in ("null", "none", "random"):
         return WeightsSource(WeightsKind.none)
     if weights in spec.named_weights:
@@ -142,7 +149,7 @@ def _resolve(spec: BaseSpec, weights: Optional[str]) -> WeightsSource:
     elif path.suffix in (".h5", ".hdf5"):
         kind = WeightsKind.file
     elif "/" not in weights and "." not in weights:
-        known = ", ".join([*spec.named_weights, "null"])
+        known = ", ".join([DEFAULT_WEIGHTS, *spec.named_weights, "null"])
         raise ConfigError(
             f"base_model.weights='{weights}' is not a weight set of {spec.name} (known: {known}); "
             "or give a path to a .weights.h5 / .keras file or a SavedModel directory"

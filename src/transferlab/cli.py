@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from typing import Callable, Iterator
 
 from hydra.core.hydra_config import HydraConfig
-from hydra.errors import HydraException
+from hydra.errors import HydraException, OverrideParseException
 from hydra.types import RunMode
 from omegaconf import DictConfig
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
@@ -83,6 +83,8 @@ def fail(message: str, code: int = 2) -> None:
 
 def describe_config_error(exc: BaseException) -> str:
     """One line naming the bad key or option and the fix, from Hydra's and OmegaConf's errors."""
+    if isinstance(exc, OverrideParseException):
+        return override_syntax_message(exc.override, _first_line(exc))
     cause = exc.__cause__ if isinstance(exc.__cause__, OmegaConfBaseException) else exc
     key = getattr(cause, "full_key", None)
     text = str(exc)
@@ -90,13 +92,34 @@ def describe_config_error(exc: BaseException) -> str:
     if missing:
         group, option = missing.groups()
         options = re.findall(r"^\t(\S+)$", text, flags=re.MULTILINE)
-        return f"unknown {group} '{option}'; available: {', '.join(options) or 'none'}"
+        hint = GROUP_HINTS.get(group, "").format(option=option)
+        return f"unknown {group} '{option}'; available: {', '.join(options) or 'none'}{hint}"
     if key and isinstance(cause, (ConfigKeyError, ConfigAttributeError)):
         return unknown_key_message(key)
     first = _first_line(cause)
     if key:
         return f"invalid value for '{key}': {first}"
     return first if first else _first_line(exc)
+
+
+# What an unknown option of a group may really be, said after the list of options.
+GROUP_HINTS = {
+    "base_model": "; any keras.applications model by name: base_model.name={option}",
+}
+
+
+def override_syntax_message(override: str, problem: str) -> str:
+    """Hydra's override grammar rejects characters a shell passes through, `~` first among them."""
+    key, _, value = override.partition("=")
+    if value.startswith("~"):
+        return (
+            f"cannot parse the override '{override}': Hydra needs a value starting with ~ quoted; write "
+            f"{key}=$HOME{value[1:]} (the shell expands it) or '{key}=\"{value}\"'"
+        )
+    return (
+        f"cannot parse the override '{override}' ({problem.split(': ')[-1]}); quote a value with special "
+        f"characters: '{key}=\"{value}\"'"
+    )
 
 
 def _first_line(exc: BaseException) -> str:

@@ -1,0 +1,98 @@
+"""Hostile input, weights family: another base's weights, unknown names, broken or foreign weight files."""
+
+from __future__ import annotations
+
+import pytest
+from hydra.errors import HydraException
+
+from conftest import compose_config, run_train_script, tiny_overrides
+from transferlab.bases import DIGITS_WEIGHTS_FILE, WeightsKind, get_base_spec, resolve_weights
+from transferlab.cli import describe_config_error
+from transferlab.config import to_experiment_config
+from transferlab.errors import ConfigError, ModelError
+from transferlab.training import check_model_config
+
+
+def configured(*overrides: str):
+    return to_experiment_config(compose_config([*overrides, "paths.output_dir=unused"]))
+
+
+@pytest.mark.parametrize("name", ["densenet201", "resnet50", "efficientnet_b3"])
+def test_switching_the_base_by_name_brings_that_bases_own_weights(name):
+    cfg = configured(f"base_model.name={name}")
+    check_model_config(cfg)
+    source = resolve_weights(get_base_spec(name), cfg.base_model.weights)
+    assert (source.kind, source.value) == (WeightsKind.named, "imagenet")
+
+
+def test_the_default_base_still_gets_the_shipped_digits_weights():
+    cfg = configured()
+    source = resolve_weights(get_base_spec(cfg.base_model.name), cfg.base_model.weights)
+    assert source.kind is WeightsKind.file and source.value.endswith(DIGITS_WEIGHTS_FILE)
+
+
+def test_a_base_without_a_config_file_points_at_base_model_name():
+    with pytest.raises(HydraException) as caught:
+        compose_config(["base_model=densenet201"])
+    message = describe_config_error(caught.value)
+    assert "unknown base_model 'densenet201'" in message and "base_model.name=densenet201" in message
+    assert "\n" not in message
+
+
+def test_a_misspelt_base_name_gets_a_did_you_mean():
+    with pytest.raises(ConfigError, match=r"unknown base_model.name 'resnet5': did you mean resnet50"):
+        check_model_config(configured("base_model.name=resnet5"))
+
+
+@pytest.mark.parametrize(
+    "weights,error,match",
+    [
+        ("missing.weights.h5", ModelError, r"weights file not found: '.*missing.weights.h5'; check base_model.weights"),
+        ("model.pt", ConfigError, r"unsupported file type: use a Keras weights file"),
+        ("imagenett", ConfigError, r"'imagenett' is not a weight set of digits_cnn \(known: default, digits_0_4, null\)"),
+    ],
+)
+def test_weights_that_cannot_work_are_refused_before_anything_is_built(weights, error, match, tmp_path):
+    with pytest.raises(error, match=match):
+        check_model_config(configured(f"base_model.weights={tmp_path / weights if '.' in weights else weights}"))
+
+
+def _build_base(weights: str):
+    from transferlab.models import build_base
+
+    cfg = configured("base_model=digits_cnn", f"base_model.weights={weights}")
+    return build_base(get_base_spec("digits_cnn"), cfg.base_model, (16, 16))
+
+
+def test_a_truncated_weights_file_is_named_in_one_line(base_weights, tmp_path):
+    broken = tmp_path / "broken.weights.h5"
+    broken.write_bytes(base_weights.read_bytes()[:2000])
+    with pytest.raises(ModelError, match=r"cannot load weights '.*broken.weights.h5' into digits_cnn") as caught:
+        _build_base(str(broken))
+    assert "\n" not in str(caught.value)
+
+
+def test_weights_of_another_architecture_are_refused(tmp_path):
+    import keras
+
+    other = keras.Sequential([keras.Input((16, 16, 3)), keras.layers.Conv2D(4, 3), keras.layers.Dense(2)])
+    other.save_weights(tmp_path / "other.weights.h5")
+    with pytest.raises(ModelError, match=r"the file must come from the same architecture"):
+        _build_base(str(tmp_path / "other.weights.h5"))
+
+
+def test_a_keras_file_that_is_not_a_model_is_named(tmp_path):
+    fake = tmp_path / "base.keras"
+    fake.write_text("not a zip")
+    with pytest.raises(ModelError, match=r"cannot load the base model '.*base.keras'"):
+        _build_base(str(fake))
+
+
+def test_the_command_line_prints_one_line_for_a_corrupt_weights_file(image_folder, base_weights, tmp_path):
+    broken = tmp_path / "broken.weights.h5"
+    broken.write_bytes(b"\x89HDF\r\n\x1a\n" + b"\0" * 64)
+    result = run_train_script(tiny_overrides(image_folder, tmp_path / "run", broken), cwd=tmp_path)
+    # TensorFlow's C++ start-up lines may come first; ours is the one error line and the last.
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert lines[-1].startswith("error: cannot load weights '") and sum(l.startswith("error:") for l in lines) == 1

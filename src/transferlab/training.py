@@ -133,8 +133,10 @@ def _train_and_report(cfg: ExperimentConfig, plan: DatasetPlan | TextPlan, image
     # TensorFlow is imported here, after the config and the data have been checked.
     from transferlab.distribute import check_global_batch, start_distribution
     from transferlab.repro import seed_everything
+    from transferlab.tf_runtime import import_tensorflow
 
     started = time.perf_counter()
+    import_tensorflow()
     # First: the devices and a multi-worker strategy's collectives are fixed once TensorFlow runs anything.
     distribution = start_distribution(cfg.trainer)
     seed_everything(cfg.trainer.seed, cfg.trainer.deterministic)
@@ -270,7 +272,10 @@ def extract_features(cfg: ExperimentConfig | DictConfig) -> dict[str, object]:
     from transferlab.features import export_features, score_baseline
     from transferlab.repro import seed_everything
 
+    from transferlab.tf_runtime import import_tensorflow
+
     cfg, image_size, plan, run_dir = checked_setup(cfg)
+    import_tensorflow()
     seed_everything(cfg.trainer.seed, cfg.trainer.deterministic)
     data = build_data(cfg, plan, image_size)
     model = build_classifier(cfg, data, task_spec(cfg, data, image_size), load_word_vectors(cfg, data))

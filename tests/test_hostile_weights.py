@@ -95,6 +95,9 @@ def test_the_command_line_prints_one_line_for_a_corrupt_weights_file(image_folde
     # TensorFlow's C++ start-up chatter is kept off stderr: the error is the only line there.
     assert result.returncode == 2, result.stderr[-2000:]
     assert result.stderr.startswith("error: cannot load weights '") and len(result.stderr.splitlines()) == 1, result.stderr
+    # Said once: not repeated as an [ERROR] log line on stdout, but kept in the run's log file.
+    assert "cannot load weights" not in result.stdout
+    assert any("cannot load weights" in log.read_text() for log in tmp_path.glob("outputs/**/train.log"))
 
 
 def test_tensorflow_start_up_chatter_is_held_back_and_anything_else_passed_on(capsys):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from conftest import write_class_images
-from transferlab.bases import BASES
+from transferlab.bases import BASES, SAVED_MODEL
 from transferlab.config import AugmentationConfig, BaseModelConfig, DatasetConfig, HeadConfig, OptimizerConfig, OptimizerName
 from transferlab.data import build_pipelines, plan_dataset
 from transferlab.errors import ModelError
@@ -25,12 +25,24 @@ def test_keras_application_bases_build_with_their_preprocessing(name):
     assert logits.shape == (2, 3) and np.isfinite(logits).all()
 
 
+@pytest.fixture(scope="module")
+def saved_model_dir(tmp_path_factory) -> str:
+    """base_model=saved_model has no architecture of its own: it needs a SavedModel directory."""
+    import keras
+
+    inputs = keras.Input((32, 32, 3))
+    path = tmp_path_factory.mktemp("hub") / "feature_vector"
+    keras.Model(inputs, keras.layers.Conv2D(4, 3)(inputs)).export(str(path), verbose=False)
+    return str(path)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(BASES))
-def test_every_registered_base_builds_at_its_minimum_size(name):
+def test_every_registered_base_builds_at_its_minimum_size(name, request):
     spec = BASES[name]
     size = max(spec.min_size, 32) if not name.startswith("nasnet") else spec.default_size
-    model = _build(name, size)
+    weights = request.getfixturevalue("saved_model_dir") if name == SAVED_MODEL else None
+    model = build_model(BaseModelConfig(name=name, weights=weights), HeadConfig(), TaskSpec((size, size), 3))
     assert model.predict(np.zeros((1, size, size, 3)), verbose=0).shape == (1, 3)
 
 

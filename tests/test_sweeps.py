@@ -154,3 +154,37 @@ def test_cluster_launcher_configs_compose(launcher, overrides, expected, tmp_pat
     assert result.returncode == 0, result.stderr[-2000:]
     composed = yaml.safe_load(result.stdout)["hydra"]["launcher"]
     assert {key: composed[key] for key in expected} == expected
+
+
+@pytest.mark.parametrize("batch_size", [1, 2])
+def test_a_continued_study_draws_what_an_uninterrupted_one_would(tmp_path, batch_size):
+    """4 trials, a relaunch with a fresh sampler of the same seed, 2 more: the same 6 trials as one launch,
+    through the random start-up trials (2) and TPE's own draws after them."""
+    import optuna
+
+    from transferlab.trial_journal import open_study, replay_sampler
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+    def sampler():
+        return optuna.samplers.TPESampler(seed=7, n_startup_trials=2)
+
+    def run(study, n):
+        for _ in range(0, n, batch_size):
+            trials = [study.ask() for _ in range(batch_size)]
+            for trial in trials:
+                x, kind = trial.suggest_float("x", -3, 3), trial.suggest_categorical("kind", ["a", "b", "c"])
+                study.tell(trial, (x - 1) ** 2 + (kind == "b"))
+
+    uninterrupted = optuna.create_study(sampler=sampler())
+    run(uninterrupted, 6)
+    journal = tmp_path / "trials.jsonl"
+    first = optuna.create_study(storage=open_study(journal, "s", ["minimize"])[0], study_name="s", sampler=sampler(), load_if_exists=True)
+    run(first, 4)
+    storage, continued = open_study(journal, "s", ["minimize"])
+    fresh = sampler()
+    assert replay_sampler(fresh, continued, batch_size)
+    run(optuna.create_study(storage=storage, study_name=continued.study_name, sampler=fresh, load_if_exists=True), 2)
+    params = [t.params for t in sorted(continued.get_trials(), key=lambda t: t.number)]
+    assert params == [t.params for t in uninterrupted.trials]
+    assert len({tuple(p.items()) for p in params}) == 6  # no trial repeats another's parameters

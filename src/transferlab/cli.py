@@ -47,7 +47,7 @@ def one_line_errors() -> Iterator[None]:
     except TransferlabError as exc:
         if _in_multirun():
             raise  # the sweep goes on with the other jobs
-        log.error("%s", exc)
+        log_to_files_only(logging.ERROR, str(exc))
         fail(str(exc))
     except KeyboardInterrupt as exc:
         fail(f"interrupted ({exc or 'Ctrl-C'}); completed epochs are checkpointed: add resume=true to continue", 130)
@@ -74,6 +74,14 @@ def main_with_clear_errors(hydra_main: Callable[[], object]) -> None:
             "an override sets a key of a config section that is off (null), e.g. logger.neptune.* without "
             "logger=neptune; select that option first (logger=neptune, logger=mlflow, logger=tensorboard_neptune)"
         )
+
+
+def log_to_files_only(level: int, message: str) -> None:
+    """Record a message in the run's log file without repeating on the console what stderr shows."""
+    record = log.makeRecord(log.name, level, __file__, 0, message, (), None)
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.handle(record)
 
 
 def fail(message: str, code: int = 2) -> None:

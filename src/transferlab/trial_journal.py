@@ -9,14 +9,17 @@ file at the next launch.
 from __future__ import annotations
 
 import json
+import logging
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 import optuna
 from optuna.distributions import distribution_to_json, json_to_distribution
 from optuna.storages import InMemoryStorage
 from optuna.trial import FrozenTrial, TrialState
+
+log = logging.getLogger(__name__)
 
 
 class JournaledStorage(InMemoryStorage):
@@ -42,6 +45,43 @@ def open_study(path: Path, study_name: Optional[str], directions: list[str]) -> 
     for trial in read_trials(path):
         study.add_trial(trial)  # a copied trial is not journaled again: its state is set directly
     return storage, study
+
+
+def replay_sampler(sampler: object, study: optuna.Study, batch_size: int) -> bool:
+    """Bring a freshly seeded sampler to where it stood after the study's finished trials.
+
+    A relaunch builds its sampler from the same seed, so without this it would draw the first
+    trials' parameters again. Each finished trial's parameters are drawn once more, in order, from
+    the study as it was when that trial was asked for (the trials finished before its batch), and
+    thrown away: the sampler's random state then equals an uninterrupted study's. Only samplers that
+    draw each parameter independently can be replayed so (random, and TPE without `multivariate`);
+    False for any other.
+    """
+    finished = sorted(study.get_trials(deepcopy=False), key=lambda t: t.number)
+    independent = isinstance(sampler, (optuna.samplers.RandomSampler, optuna.samplers.TPESampler))
+    if not independent or (finished and sampler.infer_relative_search_space(study, finished[0])):
+        return False
+    for trial in finished:
+        batch_start = trial.number - trial.number % batch_size
+        earlier = _StudyBefore(study, [t for t in finished if t.number < batch_start])
+        for name, distribution in trial.distributions.items():
+            sampler.sample_independent(earlier, trial, name, distribution)
+    return True
+
+
+class _StudyBefore:
+    """What a sampler reads of a study, holding only the trials finished before a given one."""
+
+    def __init__(self, study: optuna.Study, trials: list[FrozenTrial]) -> None:
+        self._study, self._trials = study, trials
+        self.directions = study.directions
+        self.direction = study.directions[0]
+
+    def get_trials(self, deepcopy: bool = True, states: Optional[Sequence[TrialState]] = None) -> list[FrozenTrial]:
+        return [t for t in self._trials if states is None or t.state in states]
+
+    def _is_multi_objective(self) -> bool:
+        return len(self.directions) > 1
 
 
 def read_trials(path: Path) -> list[FrozenTrial]:

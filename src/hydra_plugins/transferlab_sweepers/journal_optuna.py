@@ -51,10 +51,16 @@ if OptunaSweeper is not None:
             return impl.sweep(arguments)
 
     def _continue_study(impl: Any, journal: Path) -> None:
-        from transferlab.trial_journal import open_study
+        from transferlab.trial_journal import open_study, replay_sampler
 
         storage, study = open_study(journal, impl.study_name, impl._get_directions())
         done = len(study.trials)
+        if done and not replay_sampler(impl.sampler, study, impl.n_jobs):
+            log.warning(
+                "the %s sampler cannot be replayed: this launch draws from its seed again and may repeat "
+                "earlier trials' parameters; use the TPE (multivariate=false) or random sampler to continue "
+                "a study exactly", type(impl.sampler).__name__,
+            )
         impl.storage, impl.study_name = storage, study.study_name
         impl.job_idx = done  # job folders and numbers go on where the last launch stopped
         impl.n_trials = max(0, impl.n_trials - done)

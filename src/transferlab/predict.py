@@ -81,10 +81,10 @@ def load_run(run_dir: Path) -> TrainedRun:
             f"cannot load '{model_path}' ({type(exc).__name__}: {_first_line(exc)}); the file is damaged or incomplete: "
             "copy it again or rerun training"
         ) from exc
-    outputs = model.output_shape[-1]
-    if max(outputs, 2) != len(class_names):
+    classes = max(model.output_shape[-1], 2)  # one logit is two classes
+    if classes != len(class_names):
         raise ModelError(
-            f"'{model_path}' has {outputs} output(s) but '{summary_path}' lists {len(class_names)} classes; "
+            f"'{model_path}' predicts {classes} classes but '{summary_path}' lists {len(class_names)}; "
             "the two files come from different runs: copy both from the same run"
         )
     on_bad_file, text_column = _data_settings(run_dir / "config.yaml")

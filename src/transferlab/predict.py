@@ -1,8 +1,8 @@
 """Prediction with a trained run's model (images or texts), or with a stock ImageNet classifier from keras.applications.
 
 Inputs are read as training read them: the same image suffixes, decoded and resized the same way
-(grayscale, palette and RGBA become RGB; CMYK, TIFF and WebP go through PIL), and the same kinds of
-text tables. A file that cannot be read stops prediction or is skipped and counted, like the run's
+(grayscale, palette and RGBA become RGB; CMYK, TIFF and WebP go through PIL), and texts from the
+same kinds of tables (CSV, TSV, Parquet, gzipped CSV/TSV) or plain text files, one text a line. A file that cannot be read stops prediction or is skipped and counted, like the run's
 `dataset.on_bad_file`; an input of the wrong kind for the model is one clear error.
 """
 

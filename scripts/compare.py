@@ -1,18 +1,22 @@
 """Compare runs under a folder: `python scripts/compare.py [outputs] [--sort test/accuracy] [--tag t] [--name n] [--sweep s]`.
 
 Prints the table and writes comparison.csv and comparison.html (table and plots); no tracking service needed.
+A run folder whose files cannot be read is listed as unreadable, with the reason, and the others are compared.
 """
 
-import argparse
+import logging
 import sys
 from pathlib import Path
 
-from transferlab.compare import Filters, comparison_table, default_sort_metric, format_table, load_runs, write_reports
+from transferlab.compare import (
+    Filters, comparison_table, default_sort_metric, format_table, format_unreadable, scan_runs, write_reports,
+)
 from transferlab.errors import TransferlabError
+from transferlab.predict import OneLineArgumentParser
 
 
-def parse_args(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def parse_args(argv: list[str]):
+    parser = OneLineArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("root", nargs="?", default="outputs", type=Path, help="folder holding the runs (default: outputs)")
     parser.add_argument("--sort", help="metric to sort by (default: test/accuracy, else best/val_accuracy, else best/val_loss)")
     order = parser.add_mutually_exclusive_group()
@@ -27,13 +31,18 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="warning: %(message)s")
     try:
-        runs = load_runs(args.root, Filters(tuple(args.tag), args.name, args.sweep))
+        found = scan_runs(args.root, Filters(tuple(args.tag), args.name, args.sweep))
+        runs = found.runs
         sort_by = args.sort or (default_sort_metric(runs) if not runs.empty else "run")
         table = comparison_table(runs, sort_by, args.ascending)
         print(format_table(table))
+        if found.unreadable:
+            print("\n" + format_unreadable(found.unreadable))
         if not table.empty:
-            csv_path, html_path = write_reports(table, args.root, args.out or args.root / "comparison", sort_by)
+            out = args.out or args.root / "comparison"
+            csv_path, html_path = write_reports(table, args.root, out, sort_by, found.unreadable)
             print(f"\nwrote {csv_path} and {html_path}")
     except TransferlabError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -13,12 +13,14 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import pandas as pd
+import yaml
 from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
-from transferlab.errors import ConfigError
+from transferlab.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 
@@ -42,33 +44,90 @@ def find_runs(root: Path) -> list[Path]:
     return sorted(path.parent for path in root.rglob("summary.json"))
 
 
+@dataclass
+class FoundRuns:
+    """The runs read under a folder, and the run folders that could not be read, with why."""
+
+    runs: pd.DataFrame
+    unreadable: list[tuple[str, str]]
+
+
 def load_runs(root: Path, filters: Optional[Filters] = None) -> pd.DataFrame:
-    """One row per run: run folder, name, status, tags, sweep, config keys, metrics, phase times, run ids."""
-    rows = [_read_run(run_dir, root) for run_dir in find_runs(root)]
-    rows = [row for row in rows if _matches(row, filters or Filters())]
-    return pd.DataFrame(rows)
+    """One row per readable run: run folder, name, status, tags, sweep, config keys, metrics, phase times, run ids."""
+    return scan_runs(root, filters).runs
+
+
+def scan_runs(root: Path, filters: Optional[Filters] = None) -> FoundRuns:
+    """Every run under `root`: a broken run folder is listed as unreadable and the others are still read.
+
+    Refuses only when there is nothing to compare: no run at all, or none of them readable.
+    """
+    run_dirs = find_runs(root)
+    if not run_dirs:
+        raise DataError(f"no runs under '{root}' (no summary.json in it or below); pass the outputs folder of your runs")
+    rows, unreadable = [], []
+    for run_dir in run_dirs:
+        try:
+            rows.append(_read_run(run_dir, root))
+        except UnreadableRun as exc:
+            unreadable.append((_relative(run_dir, root), str(exc)))
+    if not rows:
+        run, reason = unreadable[0]
+        raise DataError(
+            f"none of the {len(unreadable)} run(s) under '{root}' could be read, e.g. '{run}' ({reason}); "
+            "fix or remove the damaged summary.json / config.yaml files"
+        )
+    return FoundRuns(pd.DataFrame([row for row in rows if _matches(row, filters or Filters())]), unreadable)
+
+
+def _relative(run_dir: Path, root: Path) -> str:
+    return run_dir.relative_to(root).as_posix() or "."
+
+
+class UnreadableRun(Exception):
+    """A run folder's summary.json or config.yaml is damaged; the message names the file and why."""
 
 
 def _read_run(run_dir: Path, root: Path) -> dict[str, object]:
-    summary = json.loads((run_dir / "summary.json").read_text())
+    """A run's row; raises UnreadableRun on a summary.json or config.yaml that is not what a run writes."""
+    summary = _read(run_dir / "summary.json", lambda path: json.loads(path.read_text()))
     config_file = run_dir / "config.yaml"
-    config = _flatten(OmegaConf.to_container(OmegaConf.load(config_file))) if config_file.is_file() else {}
-    tracking = summary.get("tracking", {})
+    config = _read(config_file, lambda path: OmegaConf.to_container(OmegaConf.load(path))) if config_file.is_file() else {}
+    metrics = summary.get("metrics") or {}
+    if not isinstance(metrics, dict):
+        raise UnreadableRun("summary.json: its metrics are not a mapping of names to numbers")
+    odd = [name for name, value in metrics.items() if not isinstance(value, (int, float)) or isinstance(value, bool)]
+    if odd:
+        raise UnreadableRun(f"summary.json: metric {odd[0]!r} is not a number")
+    config = _flatten(config)
+    tracking = summary.get("tracking") or {}
     row: dict[str, object] = {
-        "run": run_dir.relative_to(root).as_posix() or ".",
+        "run": _relative(run_dir, root),
         "name": config.get("name"),
         "status": summary.get("status"),
         **config,
         # After the config: the tags a run was recorded with include the automatic ones.
         "tags": list(tracking.get("tags") or config.get("tags") or []),
         "sweep": tracking.get("sweep"),
-        **summary.get("metrics", {}),
-        **{f"time/{phase}": p.get("wall_time_s") for phase, p in summary.get("phases", {}).items()},
+        **metrics,
+        **{f"time/{phase}": p.get("wall_time_s") for phase, p in (summary.get("phases") or {}).items()},
         "time/total": summary.get("wall_time_s"),
         "neptune_id": (tracking.get("neptune") or {}).get("id"),
         "mlflow_run_id": (tracking.get("mlflow") or {}).get("run_id"),
     }
     return row
+
+
+def _read(path: Path, parse: Callable[[Path], object]) -> dict:
+    """A run file parsed into a mapping, or UnreadableRun naming the file and the first line of why."""
+    try:
+        content = parse(path)
+    except (OSError, ValueError, OmegaConfBaseException, yaml.YAMLError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise UnreadableRun(f"{path.name}: {type(exc).__name__}{': ' + first if first else ''}") from exc
+    if not isinstance(content, dict):
+        raise UnreadableRun(f"{path.name}: holds a {type(content).__name__}, not a mapping")
+    return content
 
 
 def _flatten(node: object, prefix: str = "") -> dict[str, object]:
@@ -128,16 +187,30 @@ def format_table(table: pd.DataFrame) -> str:
     return table.to_string(index=False, float_format=lambda v: f"{v:.4g}")
 
 
-def write_reports(table: pd.DataFrame, root: Path, out_dir: Path, sort_by: str) -> tuple[Path, Path]:
-    """comparison.csv and comparison.html (the table, metric against each varied hyperparameter, curves)."""
-    out_dir.mkdir(parents=True, exist_ok=True)
+def format_unreadable(unreadable: list[tuple[str, str]]) -> str:
+    """The run folders left out of the comparison, one line each with the reason."""
+    return "\n".join(f"unreadable run {run}: {reason}" for run, reason in unreadable)
+
+
+def write_reports(
+    table: pd.DataFrame, root: Path, out_dir: Path, sort_by: str, unreadable: Optional[list[tuple[str, str]]] = None
+) -> tuple[Path, Path]:
+    """comparison.csv and comparison.html (the table, unreadable runs, metric against each varied
+    hyperparameter, curves)."""
     csv_path, html_path = out_dir / "comparison.csv", out_dir / "comparison.html"
-    table.to_csv(csv_path, index=False)
-    html_path.write_text(_html_report(table, root, sort_by))
+    page = _html_report(table, root, sort_by, unreadable or [])
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        table.to_csv(csv_path, index=False)
+        html_path.write_text(page)
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot write the comparison to '{out_dir}' ({exc.strerror or exc}); choose a writable folder with --out"
+        ) from exc
     return csv_path, html_path
 
 
-def _html_report(table: pd.DataFrame, root: Path, sort_by: str) -> str:
+def _html_report(table: pd.DataFrame, root: Path, sort_by: str, unreadable: list[tuple[str, str]]) -> str:
     from transferlab import plots
 
     figures = []
@@ -157,10 +230,25 @@ def _html_report(table: pd.DataFrame, root: Path, sort_by: str) -> str:
         f"</head><body><h1>Runs under {html.escape(str(root))}</h1>"
         f"<p>{len(table)} run(s), sorted by <b>{html.escape(sort_by)}</b>.</p>"
         f"{table.to_html(index=False, float_format=lambda v: f'{v:.4g}', na_rep='')}"
+        f"{_unreadable_html(unreadable)}"
         f"<h2>Plots</h2>{images}</body></html>\n"
     )
 
 
+def _unreadable_html(unreadable: list[tuple[str, str]]) -> str:
+    if not unreadable:
+        return ""
+    items = "".join(f"<li>{html.escape(run)}: {html.escape(reason)}</li>" for run, reason in unreadable)
+    return f"<h2>Unreadable runs (left out)</h2><ul>{items}</ul>"
+
+
 def _history(run_dir: Path) -> list[dict]:
+    """The run's epochs for the curves; a damaged history.csv leaves that run's curve out, not the report."""
     path = run_dir / "history.csv"
-    return pd.read_csv(path).to_dict("records") if path.is_file() else []
+    if not path.is_file():
+        return []
+    try:
+        return pd.read_csv(path).to_dict("records")
+    except (OSError, ValueError, pd.errors.ParserError) as exc:
+        log.warning("no curves for %s: cannot read history.csv (%s)", run_dir, exc)
+        return []

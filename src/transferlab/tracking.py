@@ -10,10 +10,14 @@ from __future__ import annotations
 import csv
 import hashlib
 import logging
+import os
 import re
+import socket
 import time
+import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import urlsplit
 from typing import TYPE_CHECKING, Callable, Iterator, Optional, Protocol
 
 from transferlab.repro import environment_info, redact
@@ -227,6 +231,8 @@ class NeptuneTracker(NoOpTracker):
     """
 
     def __init__(self, cfg: "NeptuneConfig", name: str, tags: list[str], run_dir: Path):
+        if cfg.mode in ("async", "sync"):
+            check_neptune_server()
         import neptune
         from neptune.utils import stringify_unsupported
 
@@ -287,6 +293,7 @@ class MlflowTracker(NoOpTracker):
     """An MLflow run in any tracking store; a SQLite URI gets its artifact folder beside the database."""
 
     def __init__(self, cfg: "MlflowConfig", name: str, tags: list[str]):
+        check_mlflow_store(cfg.tracking_uri)
         from mlflow.tracking import MlflowClient
 
         self._client = MlflowClient(tracking_uri=cfg.tracking_uri)
@@ -342,6 +349,91 @@ class MlflowTracker(NoOpTracker):
 
     def close(self) -> None:
         self._client.set_terminated(self._run_id)
+
+
+# --- reachability, checked before a client's own retries (MLflow's about 100 s, Neptune's about 64 s) ---
+
+REACH_TIMEOUT_S = 2.0
+DEFAULT_PORTS = {"http": 80, "https": 443, "postgresql": 5432, "mysql": 3306, "mssql": 1433}
+
+
+class StoreUnreachable(Exception):
+    """A tracker's store cannot be written or its server cannot be reached; the message says which and why."""
+
+
+def check_mlflow_store(uri: str) -> None:
+    """A SQLite file or a folder store must be writable (or creatable), a server must accept a connection."""
+    scheme = urlsplit(uri).scheme.split("+")[0]
+    if scheme == "sqlite":
+        if uri.startswith("sqlite:///") and uri != "sqlite:///:memory:":
+            problem = _unwritable(Path(uri[len("sqlite:///") :]), database=True)
+        else:
+            problem = None
+    elif scheme in ("", "file"):
+        problem = _unwritable(Path(urlsplit(uri).path if scheme else uri))
+    else:
+        problem = _unreachable(uri)
+    if problem:
+        raise StoreUnreachable(f"store {_without_credentials(uri)}: {problem}")
+
+
+def check_neptune_server() -> None:
+    """The server an async or sync run talks to (named by the API token; the default app for ANONYMOUS)
+    must accept a connection. A missing or malformed token is left for Neptune's own error."""
+    from neptune.internal.credentials import Credentials
+
+    try:
+        credentials = Credentials.from_token()
+    except Exception:  # Neptune reports a missing or invalid token itself, quickly
+        return
+    address = credentials.api_url_opt or credentials.token_origin_address
+    problem = _unreachable(address)
+    if problem:
+        raise StoreUnreachable(f"server {_without_credentials(address)}: {problem}")
+
+
+def _unwritable(path: Path, database: bool = False) -> Optional[str]:
+    """Why the store at `path` (a database file, or a folder) cannot be written or created, or None."""
+    path = path.expanduser().resolve()
+    if database and path.exists():
+        if path.is_dir():
+            return f"{path} is a folder, not a database file"
+        if not os.access(path, os.W_OK):
+            return f"{path} is read-only"
+    folder = path.parent if database else path
+    while not folder.exists():  # the tracker creates missing folders, from the nearest existing one
+        folder = folder.parent
+    if not folder.is_dir():
+        return f"{folder} is a file, so no folder can be made there"
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return f"folder {folder} is not writable"
+    return None
+
+
+def _unreachable(address: str) -> Optional[str]:
+    """Why a TCP connection to the address's host (or to its proxy) fails within REACH_TIMEOUT_S, or None."""
+    try:
+        parts = urlsplit(address)
+        scheme, host = parts.scheme.split("+")[0], parts.hostname
+        port = parts.port or DEFAULT_PORTS.get(scheme)
+    except ValueError:  # a malformed port: the client's own error says more
+        return None
+    if not host or not port:
+        return None
+    proxy = urllib.request.getproxies().get(scheme) if scheme in ("http", "https") else None
+    if proxy and not urllib.request.proxy_bypass(host):
+        proxied = urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+        host, port = proxied.hostname or host, proxied.port or 80
+    try:
+        with socket.create_connection((host, port), timeout=REACH_TIMEOUT_S):
+            return None
+    except OSError as exc:
+        return f"no connection to {host}:{port} within {REACH_TIMEOUT_S:g} s ({exc.strerror or exc})"
+
+
+def _without_credentials(uri: str) -> str:
+    """The URI as a warning may show it: a user:password@ part is masked."""
+    return re.sub(r"(://)[^/@]*@", r"\1***@", uri)
 
 
 def _sqlite_artifact_root(uri: str) -> Optional[str]:
@@ -420,7 +512,8 @@ def open_trackers(cfg: "ExperimentConfig", run_dir: Path) -> Iterator[Trackers]:
             trackers.append(start())
         except Exception as exc:
             hint = f"; install it with {EXTRAS[exc.name]}" if isinstance(exc, ImportError) and exc.name in EXTRAS else ""
-            log.warning("%s tracker could not start (%s)%s; continuing without it", name, describe(exc), hint)
+            reason = redact(str(exc)) if isinstance(exc, StoreUnreachable) else describe(exc)
+            log.warning("%s tracker could not start (%s)%s; continuing without it", name, reason, hint)
     fanout = Trackers(trackers, tags, sweep)
     try:
         yield fanout

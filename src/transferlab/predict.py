@@ -22,6 +22,7 @@ import numpy as np
 from transferlab.config import BadFilePolicy
 from transferlab.data import IMAGE_SUFFIXES, TF_FORMATS
 from transferlab.errors import ConfigError, DataError, ModelError
+from transferlab.tf_runtime import import_tensorflow
 
 if TYPE_CHECKING:
     import keras
@@ -284,9 +285,10 @@ def predict_with_run(
 
     `text_column` and `on_bad_file` default to the run's own dataset settings.
     """
+    check_top_k(k)
+    import_tensorflow()
     import tensorflow as tf
 
-    check_top_k(k)
     run = load_run(run_dir)
     k = min(k, len(run.class_names))
     policy = on_bad_file or run.on_bad_file
@@ -327,6 +329,7 @@ def predict_with_imagenet(
     name: str, inputs: list[str], k: int, batch_size: int = 32, on_bad_file: BadFilePolicy = BadFilePolicy.fail
 ) -> list[dict]:
     """A keras.applications classifier with its ImageNet top, decoded to the 1,000 class names."""
+    import_tensorflow()
     import keras
 
     from transferlab.bases import get_base_spec

@@ -85,7 +85,7 @@ def plan_text_data(cfg: DatasetConfig, data_dir: str, seed: int) -> TextPlan:
     table = read_tables(files, cfg)
     test_table = read_tables(locate_tables(cfg.test_path, cfg, data_dir), cfg) if cfg.test_path else None
     skipped = drop_bad_rows(table, cfg.on_bad_file) + (drop_bad_rows(test_table, cfg.on_bad_file) if test_table else [])
-    class_names = _class_names(table, cfg.classes)
+    class_names = _class_names(table, cfg)
     labels = _label_indices(table, class_names)
     plan = _split(cfg, table.texts, labels, class_names, seed, has_test_table=test_table is not None)
     if test_table is not None:
@@ -160,8 +160,8 @@ SNIFF_BYTES = 1 << 16
 def sniff_shape(file: Path, cfg: DatasetConfig) -> TableShape:
     """The configured shape, corrected where the file's first lines contradict it.
 
-    A separator that leaves every sniffed line one field is replaced by the common one that splits
-    them all alike; with `dataset.column_names` set, a first row holding the text column's name is
+    A separator that does not split the first lines alike (into the configured number of columns)
+    is replaced by the common one that does; with `dataset.column_names` set, a first row holding the text column's name is
     a header line all the same (the tutorial's CSV given to a preset made for a headerless TSV).
     """
     separator = cfg.separator or ("\t" if file.name.endswith((".tsv", ".txt", ".tsv.gz")) else ",")
@@ -169,11 +169,16 @@ def sniff_shape(file: Path, cfg: DatasetConfig) -> TableShape:
     if "\0" in rows or _mostly_binary(rows):
         raise DataError(f"'{file}' is binary, not a CSV or TSV table; point dataset.path at a text table (or a .parquet file)")
     wanted = len(cfg.column_names) if cfg.column_names else None
-    if rows and _field_counts(rows, separator) == {1}:
+
+    def splits(sep: str) -> bool:
+        """Every sniffed line into the same number of fields: the configured number, else at least two."""
+        counts = _field_counts(rows, sep)
+        fields = next(iter(counts)) if len(counts) == 1 else 0
+        return fields == wanted if wanted else fields > 1
+
+    if rows and not splits(separator):
         for other in COMMON_SEPARATORS:
-            counts = _field_counts(rows, other)
-            fields = next(iter(counts)) if len(counts) == 1 else 0  # every sniffed line alike, or no use
-            if other != separator and (fields == wanted if wanted else fields > 1):
+            if other != separator and splits(other):
                 log.info("'%s': dataset.separator %r does not split its lines, %r does; reading it with %r",
                          file, separator, other, other)
                 separator = other
@@ -324,13 +329,13 @@ def _label_key(value: object) -> str:
     return str(value).strip()
 
 
-def _class_names(table: Table, wanted: Optional[list[str]]) -> list[str]:
+def _class_names(table: Table, cfg: DatasetConfig) -> list[str]:
     present = sorted({_label_key(v) for v in table.labels}, key=lambda s: (not _is_number(s), _number_or_text(s)))
-    if wanted is not None:
-        return [str(name) for name in wanted]
+    if cfg.classes is not None:
+        return [str(name) for name in cfg.classes]
     if len(present) < 2:
         raise DataError(
-            f"the label column has only one class ({present}); a classifier needs at least two: "
+            f"the label column of '{cfg.path}' has only one class ({present}); a classifier needs at least two: "
             "check dataset.label_column, or add rows of another class"
         )
     return present

@@ -188,7 +188,8 @@ def parse_vectors(lines: IO[bytes], dim: int, vocabulary: list[str], source: str
         line_numbers.append(number)
     matrix = np.zeros((len(vocabulary), dim), dtype=np.float32)
     if rows:
-        parsed = _parse_floats(values, dim, line_numbers, source)
+        with np.errstate(over="ignore"):  # a value beyond float32 becomes inf, refused just below
+            parsed = _parse_floats(values, dim, line_numbers, source)
         # A nan or inf vector would turn every loss it touches into nan, epochs later.
         if not (finite := np.isfinite(parsed).all(axis=1)).all():
             number = line_numbers[int(np.argmin(finite))]

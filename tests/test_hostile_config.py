@@ -97,8 +97,9 @@ def test_an_input_batch_larger_than_memory_is_refused(monkeypatch):
         ([*IMAGES, "base_model.dim=50"], "base_model.dim=50 has no effect: word vectors only"),
         ([*IMAGES, "head.kernel_size=3"], "head.kernel_size=3 has no effect: the conv head only"),
         ([*TEXT, "head.pooling=max"], "head.pooling='max' has no effect: the pool head only, not head.kind=conv"),
-        ([*IMAGES, "trainer.logical_cpus=2"], "trainer.logical_cpus=2 has no effect: only gives trainer.strategy=mirrored"),
+        ([*IMAGES, "trainer.logical_cpus=2"], "trainer.logical_cpus=2 has no effect: trainer.strategy=mirrored only"),
         ([*IMAGES, "baseline.estimator=knn", "baseline.C=3"], "baseline.C=3.0 has no effect"),
+        ([*TEXT, "base_model.weights=w.h5"], "base_model.weights='w.h5' has no effect: image bases only"),
     ],
 )
 def test_options_the_combination_never_reads_are_warned_once(overrides, expected, caplog, monkeypatch):

@@ -66,6 +66,14 @@ def test_the_preset_reads_its_own_headerless_tsv_and_a_headed_csv_alike(tmp_path
     assert rows_of(semicolons) == rows_of(tsv) == {(text, label) for text, label in ROWS}
 
 
+def test_a_tab_typed_on_the_command_line_is_a_tab(tmp_path):
+    file = table(tmp_path / "tabs.csv", "text\tlabel", "\t")
+    overrides = ["dataset=text_csv", f"dataset.path={file}", "dataset.separator='\\t'", "paths.output_dir=unused"]
+    cfg = to_experiment_config(compose_config(overrides)).dataset
+    assert cfg.separator == "\\t"  # what Hydra hands over: a backslash and a t
+    assert rows_of(plan_text_data(cfg, "unused", 0)) == set(ROWS)
+
+
 def rows_of(plan) -> set[tuple[str, int]]:
     return {(t, int(plan.class_names[y])) for split in (plan.train, plan.validation, plan.test)
             for t, y in zip(split.texts, split.labels)}

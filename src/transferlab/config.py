@@ -479,7 +479,7 @@ def _validate_dataset(cfg: ExperimentConfig) -> None:
         "must differ from dataset.text_column: a text cannot be its own label",
     )
     if ds.separator is not None:
-        _require(len(ds.separator) == 1, "dataset.separator", ds.separator,
+        _require(len(separator_char(ds.separator)) == 1, "dataset.separator", ds.separator,
                  f"must be one character such as {SEPARATOR_EXAMPLES}, or null to pick it from the suffix")
     if ds.column_names is not None:
         names = [str(c) for c in ds.column_names]
@@ -487,6 +487,11 @@ def _validate_dataset(cfg: ExperimentConfig) -> None:
                  "must name at least two non-empty columns (text and label), or be null for a header line")
         _require(len(set(names)) == len(names), "dataset.column_names", ds.column_names, "must not repeat a name")
     _check_batch_memory(cfg)
+
+
+def separator_char(separator: str) -> str:
+    """The separator itself: a command line gives a tab as the two characters backslash and t."""
+    return "\t" if separator == "\\t" else separator
 
 
 def _check_sha256(key: str, value: Optional[str]) -> None:
@@ -502,7 +507,9 @@ def _check_batch_memory(cfg: ExperimentConfig) -> None:
         return
     ds = cfg.dataset
     if ds.kind is DatasetKind.images:
-        height, width = ds.image_size if ds.image_size is not None and len(ds.image_size) == 2 else (0, 0)
+        if ds.image_size is None:  # the base's default size, a few hundred pixels a side
+            return
+        height, width = ds.image_size
         needed, what = ds.batch_size * height * width * 3 * 4, "dataset.batch_size * height * width * 3 * 4 bytes"
         fix = "lower dataset.batch_size or dataset.image_size"
     else:
@@ -618,7 +625,7 @@ def ineffective_options(cfg: ExperimentConfig) -> list[str]:
         unused("base_model.alpha", base.alpha, None, why)
         unused("base_model.preprocess", base.preprocess, None, why)
         if base.weights not in (None, "imagenet"):
-            ignored.append(("base_model.weights", base.weights, "is for image bases; word vectors come from base_model.path/url"))
+            ignored.append(("base_model.weights", base.weights, "image bases only; word vectors come from base_model.path"))
     else:
         why = "text tables only; this is an image dataset"
         for key in ("text_column", "label_column", "test_path", "separator", "column_names", "vocab_size", "max_length"):
@@ -638,7 +645,7 @@ def ineffective_options(cfg: ExperimentConfig) -> list[str]:
         unused("optimizer.momentum", cfg.optimizer.momentum, OptimizerConfig.momentum, sgd_only)
         unused("optimizer.nesterov", cfg.optimizer.nesterov, False, sgd_only)
     if cfg.trainer.logical_cpus is not None and cfg.trainer.strategy != "mirrored":
-        ignored.append(("trainer.logical_cpus", cfg.trainer.logical_cpus, "only gives trainer.strategy=mirrored replicas"))
+        ignored.append(("trainer.logical_cpus", cfg.trainer.logical_cpus, "trainer.strategy=mirrored only (its replicas on a CPU)"))
     if cfg.baseline.estimator == "knn":
         unused("baseline.C", cfg.baseline.C, BaselineConfig.C, "logistic_regression and linear_svm only")
     elif cfg.baseline.estimator is not None:
@@ -683,7 +690,8 @@ def _validate_trainer(cfg: ExperimentConfig) -> None:
     _require(trainer.strategy in STRATEGIES, "trainer.strategy", trainer.strategy, f"must be one of {', '.join(STRATEGIES)}")
     _require(trainer.precision in PRECISIONS, "trainer.precision", trainer.precision, f"must be one of {', '.join(PRECISIONS)}")
     _require(0 <= trainer.seed <= MAX_SEED, "trainer.seed", trainer.seed, f"must be in [0, {MAX_SEED}] (2**32-1)")
-    _require(trainer.verbose in VERBOSITY, "trainer.verbose", trainer.verbose, "must be 0 (silent), 1 (progress bar) or 2 (a line per epoch)")
+    _require(trainer.verbose in VERBOSITY, "trainer.verbose", trainer.verbose,
+             "must be 0 (silent), 1 (progress bar) or 2 (a line per epoch)")
     if trainer.logical_cpus is not None:
         _require(1 <= trainer.logical_cpus <= MAX_LOGICAL_CPUS, "trainer.logical_cpus", trainer.logical_cpus,
                  f"must be in [1, {MAX_LOGICAL_CPUS}] or null")

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
-from transferlab.config import BadFilePolicy, DatasetConfig
+from transferlab.config import BadFilePolicy, DatasetConfig, separator_char
 from transferlab.download import fetch, fetch_and_unpack
 from transferlab.errors import DataError
 
@@ -161,10 +161,12 @@ def sniff_shape(file: Path, cfg: DatasetConfig) -> TableShape:
     """The configured shape, corrected where the file's first lines contradict it.
 
     A separator that does not split the first lines alike (into the configured number of columns)
-    is replaced by the common one that does; with `dataset.column_names` set, a first row holding the text column's name is
-    a header line all the same (the tutorial's CSV given to a preset made for a headerless TSV).
+    is replaced by the common one that does; with `dataset.column_names` set, a first row holding
+    the text column's name is a header line all the same (the tutorial's CSV given to a preset made
+    for a headerless TSV).
     """
-    separator = cfg.separator or ("\t" if file.name.endswith((".tsv", ".txt", ".tsv.gz")) else ",")
+    by_suffix = "\t" if file.name.endswith((".tsv", ".txt", ".tsv.gz")) else ","
+    separator = separator_char(cfg.separator) if cfg.separator else by_suffix
     rows = _first_rows(file)
     if "\0" in rows or _mostly_binary(rows):
         raise DataError(f"'{file}' is binary, not a CSV or TSV table; point dataset.path at a text table (or a .parquet file)")
@@ -185,7 +187,7 @@ def sniff_shape(file: Path, cfg: DatasetConfig) -> TableShape:
                 break
     header = cfg.column_names is None
     if not header and rows:
-        first = next(csv.reader(io.StringIO(rows), delimiter=separator), [])
+        first = next(csv.reader(io.StringIO(rows), delimiter=separator, quoting=_quoting(separator)), [])
         if cfg.text_column in (f.strip() for f in first):
             log.info("'%s': the first row names the columns (%s); reading it as a header line", file, ", ".join(first))
             header = True
@@ -214,10 +216,14 @@ def _mostly_binary(text: str) -> bool:
     return text.count("\ufffd") > len(text) / 10
 
 
+def _quoting(separator: str) -> int:
+    """Tab-separated sentence files quote nothing; a stray " must not swallow the next lines."""
+    return csv.QUOTE_NONE if separator == "\t" else csv.QUOTE_MINIMAL
+
+
 def _field_counts(rows: str, separator: str) -> set[int]:
-    quoting = csv.QUOTE_NONE if separator == "\t" else csv.QUOTE_MINIMAL
     try:
-        return {len(r) for r in csv.reader(io.StringIO(rows), delimiter=separator, quoting=quoting) if r}
+        return {len(r) for r in csv.reader(io.StringIO(rows), delimiter=separator, quoting=_quoting(separator)) if r}
     except csv.Error:
         return set()
 
@@ -237,7 +243,8 @@ def _columns(file: Path, frame: "pd.DataFrame", shape: TableShape, cfg: DatasetC
             log.info("'%s': label column '%s' of dataset.column_names is named '%s' in the file's header; using it",
                      file, label_column, columns[position])
             label_column = columns[position]
-    missing = [(key, name) for key, name in (("text_column", text_column), ("label_column", label_column)) if name not in columns]
+    wanted = (("text_column", text_column), ("label_column", label_column))
+    missing = [(key, name) for key, name in wanted if name not in columns]
     if not missing:
         return text_column, label_column
     others = [c for c in columns if c not in (text_column, label_column)]
@@ -270,8 +277,7 @@ def _read_frame(file: Path, cfg: DatasetConfig) -> tuple["pd.DataFrame", TableSh
             sep=shape.separator,
             header="infer" if shape.header else None,
             names=None if shape.header else cfg.column_names,
-            # Tab-separated sentence files quote nothing; a stray " must not swallow the next lines.
-            quoting=csv.QUOTE_NONE if shape.separator == "\t" else csv.QUOTE_MINIMAL,
+            quoting=_quoting(shape.separator),
             dtype={cfg.text_column: str},
             keep_default_na=False,
             na_values=[""],

@@ -54,6 +54,9 @@ def resolved(overrides: list[str]):
         ("optimized_metric=val_loss", "optimized_metric='val_loss' must name a summary metric starting with best/"),
         ("dataset.separator=';;'", "dataset.separator=';;' must be one character"),
         ("dataset.label_column=text", "dataset.label_column='text' must differ from dataset.text_column"),
+        ("dataset.url=ftp://host/x.zip", "dataset.url='ftp://host/x.zip' must start with http://, https://, file://"),
+        ("base_model.url=glove.zip", "for a file on disk set base_model.path"),
+        ("paths.feature_cache=''", "paths.feature_cache='' must name a folder, or be null"),
         ("logger=neptune", None),  # the preset itself is valid
     ],
 )

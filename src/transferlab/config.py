@@ -421,6 +421,9 @@ def validate(cfg: ExperimentConfig) -> None:
         f"must name a summary metric starting with {', '.join(METRIC_PREFIXES)}, e.g. best/val_loss or test/accuracy",
     )
     _require(bool(cfg.paths.data_dir.strip()), "paths.data_dir", cfg.paths.data_dir, "must name a folder")
+    if cfg.paths.feature_cache is not None:
+        _require(bool(cfg.paths.feature_cache.strip()), "paths.feature_cache", cfg.paths.feature_cache,
+                 "must name a folder, or be null to keep features in memory")
     for message in ineffective_options(cfg):
         _warn_once(message)
 
@@ -440,6 +443,7 @@ MAX_SEED = 2**32 - 1
 MAX_LOGICAL_CPUS = 64
 VERBOSITY = (0, 1, 2)
 METRIC_PREFIXES = ("best/", "final/", "test/", "baseline/")
+URL_SCHEMES = ("http://", "https://", "file://")  # what transferlab.download fetches
 SEPARATOR_EXAMPLES = "',', '\\t', ';' or '|'"
 
 
@@ -468,8 +472,12 @@ def _validate_dataset(cfg: ExperimentConfig) -> None:
         _require(len(names) >= 2, "dataset.classes", ds.classes, "must name at least two classes, or be null for all")
         _require(all(n.strip() for n in names), "dataset.classes", ds.classes, "must not contain empty names")
         _require(len(set(names)) == len(names), "dataset.classes", ds.classes, "must not name a class twice")
-    _check_sha256("dataset.sha256", ds.sha256)
-    _check_sha256("base_model.sha256", cfg.base_model.sha256)
+    for section in ("dataset", "base_model"):
+        _check_sha256(f"{section}.sha256", getattr(cfg, section).sha256)
+        url = getattr(cfg, section).url
+        if url is not None:
+            _require(url.lower().startswith(URL_SCHEMES), f"{section}.url", url,
+                     f"must start with {', '.join(URL_SCHEMES)} (or be null); for a file on disk set {section}.path")
     _require(ds.vocab_size >= 3, "dataset.vocab_size", ds.vocab_size, "must be at least 3 (padding, unknown, one word)")
     _require(ds.max_length > 0, "dataset.max_length", ds.max_length, "must be a positive number of tokens")
     _require(bool(ds.text_column.strip()), "dataset.text_column", ds.text_column, "must name a column")

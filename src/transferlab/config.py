@@ -701,8 +701,9 @@ def _validate_trainer(cfg: ExperimentConfig) -> None:
     _require(trainer.verbose in VERBOSITY, "trainer.verbose", trainer.verbose,
              "must be 0 (silent), 1 (progress bar) or 2 (a line per epoch)")
     if trainer.logical_cpus is not None:
-        _require(1 <= trainer.logical_cpus <= MAX_LOGICAL_CPUS, "trainer.logical_cpus", trainer.logical_cpus,
-                 f"must be in [1, {MAX_LOGICAL_CPUS}] or null")
+        _require(trainer.logical_cpus > 0, "trainer.logical_cpus", trainer.logical_cpus, "must be positive or null")
+        _require(trainer.logical_cpus <= MAX_LOGICAL_CPUS, "trainer.logical_cpus", trainer.logical_cpus,
+                 f"must be at most {MAX_LOGICAL_CPUS} (one replica per logical CPU), or null")
     # A resumed worker would need the chief's checkpoint; the workers' scratch folders are gone by then.
     _require(
         not (cfg.resume and trainer.strategy == "multi_worker"), "resume", cfg.resume,

@@ -11,6 +11,7 @@ import hashlib
 import logging
 import math
 import random
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -124,6 +125,8 @@ def locate_dataset(cfg: DatasetConfig, data_dir: str) -> Path:
         return root
     if cfg.builtin:
         write_builtin_dataset(cfg.builtin, root)
+    elif root.is_symlink():
+        raise DataError(f"dataset.path '{root}' is a symbolic link that loops or points nowhere; fix the link or dataset.path")
     elif cfg.url:
         fetch_and_unpack(cfg.url, root, Path(data_dir) / "downloads", cfg.sha256, cfg.archive_subdir)
     else:
@@ -137,7 +140,10 @@ def locate_dataset(cfg: DatasetConfig, data_dir: str) -> Path:
 def plan_dataset(cfg: DatasetConfig, root: Path, seed: int) -> DatasetPlan:
     """Assign files to train/validation/test: from split folders where present, else by seeded fractions."""
     if not root.is_dir():
-        raise DataError(f"dataset.path '{root}' is a file, not a folder of class subfolders")
+        hint = " (for a table of texts use dataset=text_csv)" if root.name.lower().endswith(TEXT_TABLE_SUFFIXES) else ""
+        raise DataError(
+            f"dataset.path '{root}' is a file, not a folder of class subfolders; point it at the folder{hint}"
+        )
     train_root = root / "train" if (root / "train").is_dir() else root
     class_names = _class_names(train_root, cfg.classes)
     train_files = _list_classes(train_root, class_names)
@@ -180,8 +186,10 @@ def plan_dataset(cfg: DatasetConfig, root: Path, seed: int) -> DatasetPlan:
 def _class_names(folder: Path, wanted: Optional[list[str]]) -> list[str]:
     present = sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not present:
+        loose = sum(1 for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        found = f"{loose} image files lie directly in it; move them into" if loose else "add"
         raise DataError(
-            f"no class subfolders in '{folder}': expected {folder}/<class name>/<image files>"
+            f"no class subfolders in '{folder}': {found} one subfolder per class, {folder}/<class name>/<image files>"
         )
     if wanted is not None:
         missing = [c for c in wanted if c not in present]
@@ -192,7 +200,7 @@ def _class_names(folder: Path, wanted: Optional[list[str]]) -> list[str]:
         present = list(wanted)
     if len(present) < 2:
         raise DataError(
-            f"only one class ('{present[0]}') in '{folder}': a classifier needs at least two class folders"
+            f"only one class ('{present[0]}') in '{folder}': a classifier needs at least two class folders; add a folder of another class's images"
         )
     return present
 
@@ -202,7 +210,9 @@ def _list_classes(folder: Path, class_names: list[str], require_all: bool = True
     for name in class_names:
         class_dir = folder / name
         files = sorted(
-            str(p) for p in class_dir.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+            # Broken or looping links are kept, so the image check names them instead of dropping them.
+            str(p) for p in class_dir.rglob("*") if (p.is_file() or p.is_symlink() and not p.is_dir())
+            and p.suffix.lower() in IMAGE_SUFFIXES
         ) if class_dir.is_dir() else []
         if not files and require_all:
             raise DataError(
@@ -224,8 +234,12 @@ def check_images(plan: DatasetPlan, policy: BadFilePolicy, converted_dir: Path, 
     Images TensorFlow cannot decode but PIL can (CMYK JPEG, TIFF, WebP) are converted once to RGB
     PNG files in `converted_dir`, which the pipeline reads in their place.
     """
+    from PIL import Image
+
     all_paths = [p for split in (plan.train, plan.validation, plan.test) for p in split.paths]
-    with ThreadPoolExecutor(max_workers=workers) as pool:
+    # _inspect refuses oversized images itself; PIL's warning about them would only add a stray line.
+    with warnings.catch_warnings(), ThreadPoolExecutor(max_workers=workers) as pool:
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         results = dict(zip(all_paths, pool.map(lambda p: _inspect(p, converted_dir), all_paths), strict=True))
     plan.converted = {p: usable for p, (usable, _) in results.items() if usable not in (None, p)}
     if plan.converted:
@@ -252,6 +266,11 @@ def check_images(plan: DatasetPlan, policy: BadFilePolicy, converted_dir: Path, 
         raise DataError(f"no readable training images left for class(es) {names}; add readable images")
 
 
+# PIL's own limit, below which it neither warns nor refuses: about 9,500 x 9,500 pixels.
+MAX_PIXELS = 89_478_485
+# Tables a user may give an image dataset by mistake.
+TEXT_TABLE_SUFFIXES = (".csv", ".tsv", ".txt", ".parquet", ".gz")
+
 # Formats tf.io.decode_image reads, by PIL's name; CMYK JPEGs are outside what it decodes.
 TF_FORMATS = {"JPEG", "PNG", "BMP", "GIF"}
 
@@ -261,7 +280,12 @@ def _inspect(path: str, converted_dir: Path) -> tuple[Optional[str], Optional[st
     from PIL import Image
 
     try:
+        if Path(path).stat().st_size == 0:
+            return None, "the file is empty (0 bytes)"
         with Image.open(path) as image:
+            if image.width * image.height > MAX_PIXELS:
+                return None, (f"it declares {image.width}x{image.height} pixels, more than {MAX_PIXELS} "
+                              "(a decompression bomb, or a scan to shrink first)")
             image.load()
             if image.format in TF_FORMATS and not (image.format == "JPEG" and image.mode == "CMYK"):
                 return path, None

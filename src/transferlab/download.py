@@ -55,8 +55,11 @@ def unpack(archive: Path, target: Path) -> None:
         raise ValueError("not a zip or tar archive")
 
 
-def fetch(url: str, cache_dir: Path, sha256: Optional[str] = None) -> Path:
-    """The archive at `url`, downloaded once into `cache_dir` (written to a .part file, then renamed)."""
+def fetch(url: str, cache_dir: Path, sha256: Optional[str] = None, key: str = "dataset") -> Path:
+    """The file at `url`, downloaded once into `cache_dir` (written to a .part file, then renamed).
+
+    `key` is the config section the URL came from (dataset or base_model), so errors name its keys.
+    """
     name = Path(urlparse(url).path).name or "download"
     path = cache_dir / name
     if path.is_file() and (sha256 is None or file_sha256(path) == sha256):
@@ -69,12 +72,20 @@ def fetch(url: str, cache_dir: Path, sha256: Optional[str] = None) -> Path:
             shutil.copyfileobj(response, out, length=1 << 20)
     except (OSError, ValueError) as exc:
         partial.unlink(missing_ok=True)
-        raise DataError(f"cannot download dataset.url '{url}': {exc}; check the URL and the connection") from exc
+        raise DataError(
+            f"cannot download {key}.url '{url}': {_first_line(exc)}; check the URL and the connection, "
+            f"or set {key}.path=<local {'file' if key == 'base_model' else 'copy'}> to use a copy already on disk"
+        ) from exc
     if sha256 is not None and (actual := file_sha256(partial)) != sha256:
         partial.unlink(missing_ok=True)
-        raise DataError(f"'{url}' has sha256 {actual}, not the configured dataset.sha256 {sha256}")
+        raise DataError(f"'{url}' has sha256 {actual}, not the configured {key}.sha256 {sha256}")
     partial.rename(path)
     return path
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def file_sha256(path: Path) -> str:

@@ -88,7 +88,7 @@ def locate_vectors(cfg: BaseModelConfig, data_dir: str) -> Optional[VectorsFile]
         if not path.is_file():
             raise DataError(f"base_model.path '{path}' does not exist; point it at a word vectors file")
     else:
-        path = fetch(cfg.url, Path(data_dir) / "downloads", cfg.sha256)
+        path = fetch(cfg.url, Path(data_dir) / "downloads", cfg.sha256, key="base_model")
     source = VectorsFile(path, _zip_member(path, cfg.member, cfg.dim))
     check_dimension(source, cfg.dim)
     return source
@@ -188,7 +188,16 @@ def parse_vectors(lines: IO[bytes], dim: int, vocabulary: list[str], source: str
         line_numbers.append(number)
     matrix = np.zeros((len(vocabulary), dim), dtype=np.float32)
     if rows:
-        matrix[rows] = _parse_floats(values, dim, line_numbers, source)
+        with np.errstate(over="ignore"):  # a value beyond float32 becomes inf, refused just below
+            parsed = _parse_floats(values, dim, line_numbers, source)
+        # A nan or inf vector would turn every loss it touches into nan, epochs later.
+        if not (finite := np.isfinite(parsed).all(axis=1)).all():
+            number = line_numbers[int(np.argmin(finite))]
+            raise DataError(
+                f"'{source}' line {number} has a value that is nan or infinite; fix or delete the line "
+                "(or use an intact copy of the vectors file)"
+            )
+        matrix[rows] = parsed
     return matrix, len(rows)
 
 

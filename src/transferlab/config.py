@@ -114,9 +114,10 @@ class BaseModelConfig:
     """A pretrained base: a registry name plus where its weights come from."""
 
     name: str = MISSING
-    # A weight set the model knows ("imagenet" for keras.applications), null for random init,
-    # or a path to a weights file (.weights.h5 / .h5) or a whole `.keras` model.
-    weights: Optional[str] = "imagenet"
+    # "default" (the base's own weight set: imagenet for keras.applications, digits_0_4 for
+    # digits_cnn), a weight set the model knows by name, null for random init, or a path to a
+    # weights file (.weights.h5 / .h5), a whole `.keras` model or a SavedModel directory.
+    weights: Optional[str] = "default"
     # Width multiplier of the MobileNet family; null keeps the model's default.
     alpha: Optional[float] = None
     # Allow a `.keras` base with Lambda layers (runs code stored in the file).
@@ -632,7 +633,7 @@ def ineffective_options(cfg: ExperimentConfig) -> list[str]:
             unused(f"augmentation.{key}", getattr(cfg.augmentation, key), getattr(AugmentationConfig(), key), why)
         unused("base_model.alpha", base.alpha, None, why)
         unused("base_model.preprocess", base.preprocess, None, why)
-        if base.weights not in (None, "imagenet"):
+        if base.weights not in (None, "default", "imagenet"):
             ignored.append(("base_model.weights", base.weights, "image bases only; word vectors come from base_model.path"))
     else:
         why = "text tables only; this is an image dataset"

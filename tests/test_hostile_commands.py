@@ -258,3 +258,23 @@ def test_extract_script_names_the_closest_key_for_an_unknown_one(tmp_path):
         capture_output=True, text=True, timeout=120, env=script_env(), cwd=tmp_path,
     )
     assert_one_error_line(result, "unknown config key 'extract.formt': did you mean 'extract.format'?")
+
+
+def test_the_flags_the_cli_knows_are_hydras_own():
+    from hydra._internal.utils import get_args_parser  # upstream's parser: this fails loudly if it moves
+
+    from transferlab.cli import HYDRA_FLAGS
+
+    assert HYDRA_FLAGS == {s for action in get_args_parser()._actions for s in action.option_strings}
+
+
+def test_an_unknown_flag_is_one_line_with_a_did_you_mean(capsys):
+    from transferlab.cli import check_flags
+
+    check_flags(["-m", "--cfg", "job", "schedule.head.lr=1e-3,1e-2", "--config-name=config"])
+    with pytest.raises(SystemExit) as exit_info:
+        check_flags(["dataset=digits", "--cfgg", "job"])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err == (
+        "error: unknown option '--cfgg'; did you mean --cfg? config values are given as key=value, and --help lists the options\n"
+    )

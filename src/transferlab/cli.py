@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import logging
 import os
 import re
@@ -55,6 +56,7 @@ def one_line_errors() -> Iterator[None]:
 
 def main_with_clear_errors(hydra_main: Callable[[], object]) -> None:
     """Run a `@hydra.main` function, turning config composition errors into one line."""
+    check_flags(sys.argv[1:])
     wants_traceback = os.environ.get("HYDRA_FULL_ERROR") == "1"
     os.environ["HYDRA_FULL_ERROR"] = "1"  # let composition errors reach us instead of Hydra's printer
     try:
@@ -82,6 +84,24 @@ def log_to_files_only(level: int, message: str) -> None:
     for handler in logging.getLogger().handlers:
         if isinstance(handler, logging.FileHandler):
             handler.handle(record)
+
+
+# Hydra 1.3's command-line flags (tests/test_hostile_commands.py checks this against Hydra's parser).
+HYDRA_FLAGS = frozenset({
+    "--cfg", "--config-dir", "--config-name", "--config-path", "--experimental-rerun", "--help", "--hydra-help",
+    "--info", "--multirun", "--package", "--resolve", "--run", "--shell-completion", "--version",
+    "-c", "-cd", "-cn", "-cp", "-h", "-i", "-m", "-p", "-r", "-sc",
+})
+
+
+def check_flags(args: list[str]) -> None:
+    """An unknown flag gets one line, not Hydra's usage block; config values are key=value."""
+    for arg in args:
+        flag = arg.split("=", 1)[0]
+        if arg.startswith("-") and flag not in HYDRA_FLAGS:
+            close = difflib.get_close_matches(flag, HYDRA_FLAGS, n=1)
+            hint = f"did you mean {close[0]}? " if close else ""
+            fail(f"unknown option '{flag}'; {hint}config values are given as key=value, and --help lists the options")
 
 
 def fail(message: str, code: int = 2) -> None:

@@ -133,8 +133,10 @@ class RunGuard(Callback):
     def on_run_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
         folder = Path(config.hydra.runtime.output_dir)
         release()
-        if _resumed and folder.resolve() != _resumed[-1]:
-            _drop_hydra_only_folder(folder, _resumed[-1], config.hydra.job.name)
+        resumed = _resumed[-1] if _resumed else None
+        _resumed.clear()
+        if resumed is not None and folder.resolve() != resumed:
+            _drop_hydra_only_folder(folder, resumed, config.hydra.job.name)
 
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
         # Called once Hydra has saved .hydra/*.yaml, inside hydra.job.env_set: secret values are in os.environ.

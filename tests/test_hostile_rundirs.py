@@ -18,7 +18,7 @@ import transferlab
 from conftest import CONF_DIR, ROOT, compose_config, run_train_script, tiny_overrides
 from transferlab.config import to_experiment_config
 from transferlab.errors import ConfigError
-from transferlab.run_guard import LOCK_FILE, RunGuard, check_run_dir, note_resumed, release
+from transferlab.run_guard import LOCK_FILE, RunGuard, check_run_dir, check_sweep_dir, note_resumed, release
 from transferlab.runs import prepare_run_dir
 from transferlab.training import extract_features
 
@@ -68,7 +68,7 @@ def test_the_cli_refuses_a_finished_run_folder_before_hydra_writes_into_it(tmp_p
     assert sorted(p.name for p in finished.iterdir()) == [".hydra", "summary.json"]
 
 
-def test_an_unusable_run_folder_is_one_line_and_a_resume_may_use_its_own(tmp_path):
+def test_an_unusable_or_used_run_or_sweep_folder_is_one_line_and_a_resume_may_use_its_own(tmp_path):
     blocker = tmp_path / "a_file"
     blocker.write_text("x")  # as a parent folder it cannot be written, even by root
     with pytest.raises(ConfigError, match=re.escape(
@@ -76,6 +76,16 @@ def test_an_unusable_run_folder_is_one_line_and_a_resume_may_use_its_own(tmp_pat
         "give a writable folder: hydra.run.dir=<writable folder>"
     )):
         check_run_dir(hydra_config(f"hydra.run.dir={blocker / 'run'}"))
+    with pytest.raises(ConfigError, match=re.escape(
+        f"cannot create the sweep directory '{blocker / 'sweep'}' (Not a directory); "
+        "give a writable folder: hydra.sweep.dir=<writable folder>"
+    )):
+        check_sweep_dir(hydra_config(f"hydra.sweep.dir={blocker / 'sweep'}"))
+    swept = tmp_path / "swept"
+    swept.mkdir()
+    (swept / "multirun.yaml").write_text("hydra: {}\n")
+    with pytest.raises(ConfigError, match=re.escape(f"'{swept}' already holds another sweep (multirun.yaml); start")):
+        check_sweep_dir(hydra_config(f"hydra.sweep.dir={swept}"))
 
     run = tmp_path / "interrupted"
     run.mkdir()

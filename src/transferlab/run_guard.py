@@ -130,6 +130,14 @@ class RunGuard(Callback):
         except TransferlabError as exc:
             fail(str(exc))
 
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        from transferlab.cli import fail
+
+        try:
+            check_sweep_dir(config)
+        except TransferlabError as exc:
+            fail(str(exc))
+
     def on_run_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
         folder = Path(config.hydra.runtime.output_dir)
         release()
@@ -152,7 +160,7 @@ class RunGuard(Callback):
 
     def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
         if config.hydra.mode == RunMode.MULTIRUN:
-            release()  # each job of an in-process sweep frees its folder when it ends
+            release(Path(config.hydra.runtime.output_dir))  # a job of an in-process sweep frees its folder
 
 
 def check_run_dir(config: DictConfig) -> None:
@@ -172,6 +180,27 @@ def check_run_dir(config: DictConfig) -> None:
         if taken:
             release(folder)
         raise
+
+
+def check_sweep_dir(config: DictConfig) -> None:
+    """Before a sweep starts: hydra.sweep.dir can be written and holds no earlier sweep, whose jobs' folders
+    this one would reuse."""
+    from transferlab.sweeps import SUMMARY_FILE
+
+    folder = Path(str(config.hydra.sweep.dir)).expanduser().absolute()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot create the sweep directory '{folder}' ({exc.strerror or exc}); "
+            "give a writable folder: hydra.sweep.dir=<writable folder>"
+        ) from exc
+    found = [name for name in ("multirun.yaml", SUMMARY_FILE) if (folder / name).exists()]
+    if found:
+        raise ConfigError(
+            f"'{folder}' already holds another sweep ({', '.join(found)}); start this sweep in a new folder, "
+            "e.g. hydra.sweep.dir=<new folder>"
+        )
 
 
 class RedactingFilter(logging.Filter):

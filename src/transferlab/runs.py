@@ -1,4 +1,4 @@
-"""Run directories: creating one, finding the one a `resume` continues, and refusing a mismatch."""
+"""Run directories: creating and locking one, finding the one a `resume` continues, and refusing a mismatch."""
 
 from __future__ import annotations
 

@@ -14,6 +14,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from transferlab.config import ExperimentConfig, register_configs
 from transferlab.errors import ConfigError, DataError, ModelError, TrainingError, TransferlabError
+from transferlab.run_guard import register_resolvers
 
 if TYPE_CHECKING:
     from omegaconf import DictConfig
@@ -25,6 +26,8 @@ __version__ = "0.1.0"
 # Hydra's `conf/config.yaml` starts from this schema; registering on import lets both the CLI and
 # notebooks (hydra.compose) find it.
 register_configs()
+# `${run_suffix:}` in the default run and sweep folder names (conf/config.yaml).
+register_resolvers()
 __all__ = [
     "ConfigError", "DataError", "ExperimentConfig", "ModelError", "TrainingError",
     "TransferlabError", "register_configs", "train",

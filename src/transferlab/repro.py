@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+import re
 import shlex
 import socket
 import subprocess
@@ -12,7 +13,17 @@ from importlib import metadata
 from pathlib import Path
 
 CODE_DIR = Path(__file__).resolve().parent
-TOKEN_ENV = "NEPTUNE_API_TOKEN"
+# NEPTUNE_API_TOKEN, MLFLOW_TRACKING_TOKEN, MLFLOW_TRACKING_PASSWORD and any other variable named like a secret.
+SECRET_SUFFIXES = ("_TOKEN", "_PASSWORD", "_SECRET", "_API_KEY")
+# Shorter values would blank out ordinary words; no real token or password is this short.
+MIN_SECRET_LENGTH = 6
+# A plain YAML scalar (`***` would read as an alias), so a redacted .hydra/*.yaml still loads.
+REDACTED = "<redacted>"
+# `NAME=value` (a command line, an override) or `NAME: value` (Hydra's saved YAML) for a secret's NAME.
+SECRET_SETTING = re.compile(
+    r"(?<![A-Za-z0-9_])(?P<name>[A-Z0-9_]*(?:_TOKEN|_PASSWORD|_SECRET|_API_KEY))"
+    r"(?P<sep>=|:[ \t]*)(?P<quote>['\"]?)[^\s'\",\]}]+"
+)
 
 PACKAGES = (
     "transferlab", "tensorflow", "keras", "hydra-core", "omegaconf", "numpy", "pandas",
@@ -37,8 +48,8 @@ def environment_info() -> dict[str, object]:
         "hostname": socket.gethostname(),
         "packages": package_versions(),
         "git": git_info(CODE_DIR),
-        "command": shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]]) if sys.argv and sys.argv[0] else "",
-        "overrides": hydra_overrides(),
+        "command": redact(shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]])) if sys.argv and sys.argv[0] else "",
+        "overrides": [redact(o) for o in hydra_overrides()],
     }
 
 
@@ -83,7 +94,14 @@ def git_info(folder: Path) -> dict[str, object]:
         return {}
 
 
+def is_secret_name(name: str) -> bool:
+    return name.upper().endswith(SECRET_SUFFIXES)
+
+
 def redact(text: str) -> str:
-    """Remove the Neptune API token from text that may reach a file or a log."""
-    token = os.environ.get(TOKEN_ENV)
-    return text.replace(token, "***") if token else text
+    """Text that may reach a file, a log or a tracker, without any tracker token or password: every
+    secret environment value, and the value of every `SECRET_NAME=...` setting even when unset here."""
+    values = {v for k, v in os.environ.items() if is_secret_name(k) and len(v) >= MIN_SECRET_LENGTH}
+    for value in sorted(values, key=len, reverse=True):
+        text = text.replace(value, REDACTED)
+    return SECRET_SETTING.sub(lambda m: f"{m['name']}{m['sep']}{m['quote']}{REDACTED}", text)

@@ -1,4 +1,4 @@
-"""Run directories: creating one, finding the one a `resume` continues, and refusing a mismatch."""
+"""Run directories: creating and locking one, finding the one a `resume` continues, and refusing a mismatch."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from omegaconf import OmegaConf
 from transferlab.config import ExperimentConfig, flatten
 from transferlab.errors import ConfigError
 from transferlab.repro import write_code_state
+from transferlab.run_guard import claim, note_resumed, refuse_used, release
 
 log = logging.getLogger(__name__)
 
@@ -25,25 +26,49 @@ RESUME_FREE_KEYS = (
 
 
 def prepare_run_dir(cfg: ExperimentConfig) -> Path:
-    """The folder this run writes to: a new one, or the interrupted run that `resume` names."""
+    """The folder this run writes to, locked for the run: a new one, or the interrupted run `resume` names.
+
+    The checks repeat the Hydra callback's (transferlab.run_guard.RunGuard) for `transferlab.train(cfg)`.
+    """
     if not cfg.paths.output_dir or cfg.paths.output_dir == "???":
         raise ConfigError("paths.output_dir is not set; give the folder this run writes to")
     if cfg.resume:
         run_dir = find_resumable_run(cfg)
+        try:
+            claim(run_dir)
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot write the run directory '{run_dir}' ({exc.strerror or exc}); resuming needs write access to it"
+            ) from exc
         check_same_experiment(run_dir, cfg)
+        note_resumed(run_dir)
         log.info("resuming the run in %s", run_dir)
         return run_dir
     run_dir = Path(cfg.paths.output_dir)
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
+        taken = claim(run_dir)
+    except OSError as exc:
+        raise ConfigError(_unwritable(run_dir, exc)) from exc
+    try:
+        refuse_used(run_dir)
+    except ConfigError:
+        if taken:
+            release(run_dir)
+        raise
+    try:
         (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.structured(cfg)))
         write_code_state(run_dir)
     except OSError as exc:
-        raise ConfigError(
-            f"cannot write the run directory '{run_dir}' ({exc.strerror or exc}); "
-            "choose a writable folder with enough space (hydra.run.dir or paths.output_dir)"
-        ) from exc
+        raise ConfigError(_unwritable(run_dir, exc)) from exc
     return run_dir
+
+
+def _unwritable(run_dir: Path, exc: OSError) -> str:
+    return (
+        f"cannot write the run directory '{run_dir}' ({exc.strerror or exc}); "
+        "choose a writable folder with enough space (hydra.run.dir or paths.output_dir)"
+    )
 
 
 def find_resumable_run(cfg: ExperimentConfig) -> Path:

@@ -76,7 +76,7 @@ class Trackers:
         self.sweep = sweep
 
     def log_params(self, params: dict[str, object]) -> None:
-        self._each("log_params", params)
+        self._each("log_params", {k: redact(v) if isinstance(v, str) else v for k, v in params.items()})
 
     def log_epoch(self, epoch: int, phase: str, metrics: dict[str, float]) -> None:
         self._each("log_epoch", epoch, phase, metrics)

@@ -18,6 +18,7 @@ from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBase
 
 from transferlab.config import unknown_key_message
 from transferlab.errors import TransferlabError
+from transferlab.repro import redact
 
 log = logging.getLogger("transferlab")
 
@@ -105,7 +106,7 @@ def check_flags(args: list[str]) -> None:
 
 
 def fail(message: str, code: int = 2) -> None:
-    print(f"error: {message}", file=sys.stderr)
+    print(f"error: {redact(message)}", file=sys.stderr)
     sys.exit(code)
 
 

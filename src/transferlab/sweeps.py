@@ -18,6 +18,8 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
+from transferlab.repro import redact
+
 log = logging.getLogger(__name__)
 
 STATUS_FILE = "job_status.json"
@@ -59,7 +61,7 @@ def _is_multirun(config: DictConfig) -> bool:
 
 def _write_status(config: DictConfig, outcome: dict[str, Any]) -> None:
     job = config.hydra.job
-    record = {"job": job.num, "overrides": list(config.hydra.overrides.task), **outcome}
+    record = {"job": job.num, "overrides": [redact(o) for o in config.hydra.overrides.task], **outcome}
     folder = Path(config.hydra.runtime.output_dir) / ".hydra"
     folder.mkdir(parents=True, exist_ok=True)
     (folder / STATUS_FILE).write_text(json.dumps(record, indent=2, default=str))

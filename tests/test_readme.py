@@ -28,7 +28,7 @@ from transferlab.config import to_experiment_config
 from transferlab.training import checked_setup
 
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
-SAMPLE_RUN = "outputs/default/2026-11-29_10-00-00"  # the run folder the examples name
+SAMPLE_RUN = "outputs/default/2026-11-29_10-00-00_3f9a2c"  # the run folder the examples name
 
 
 def shown_commands() -> list[tuple[str, str]]:

@@ -64,10 +64,27 @@ def write_code_state(run_dir: Path) -> None:
     """Save uncommitted changes of the code as `git.diff`, so a dirty-tree run can be rebuilt."""
     info = git_info(CODE_DIR)
     if info.get("dirty"):
-        diff = subprocess.run(
-            ["git", "-C", str(CODE_DIR), "diff", "HEAD"], capture_output=True, text=True, timeout=30
-        ).stdout
-        (run_dir / "git.diff").write_text(redact(diff))
+        (run_dir / "git.diff").write_text(redact(code_diff(CODE_DIR)))
+
+
+UNTRACKED_LIMIT = 1 << 20  # untracked files larger than this (data, models) are not code to record
+
+
+def code_diff(folder: Path) -> str:
+    """`git diff HEAD` of the checkout holding `folder`, plus every untracked, unignored file as an
+    addition: a new module is as much a part of the code that ran as an edited one."""
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(folder), *args], capture_output=True, text=True, timeout=30).stdout
+
+    top = Path(git("rev-parse", "--show-toplevel").strip())
+    untracked = [p for p in git("ls-files", "--others", "--exclude-standard", "--full-name", ":/").splitlines() if p]
+    added = [
+        subprocess.run(["git", "-C", str(top), "diff", "--no-index", "--", "/dev/null", path],
+                       capture_output=True, text=True, timeout=30).stdout
+        for path in untracked if (top / path).stat().st_size <= UNTRACKED_LIMIT
+    ]
+    return git("diff", "HEAD") + "".join(added)
 
 
 def package_versions() -> dict[str, str]:

@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import pickle
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -73,6 +74,8 @@ DAMAGE = {
     "truncated trained.npz": (True, "trained.npz", lambda f: _truncate(f / "trained.npz"), 1),
     "invalid state.json": (False, "state.json", lambda f: (f / "state.json").write_text('{"phase": "head", "epoch": '), 1),
     "state.json of other fields": (False, "state.json", lambda f: (f / "state.json").write_text('{"epoch": "two"}'), 1),
+    "state.json with broken early stopping": (False, "state.json", lambda f: (f / "state.json").write_text(
+        json.dumps(asdict(ScheduleState(phase="head", epoch=2, early_stopping={"wait": 1})))), 1),
     "invalid rng.json": (False, "rng.json", lambda f: (f / "rng.json").write_text('{"python": [1, 2], "numpy": {}}'), 1),
     "object array in seeds.npz": (False, "seeds.npz", lambda f: np.savez(f / "seeds.npz", w0=np.array([{}], dtype=object)), 1),
     "an old checkpoint with rng.pkl": (False, "no rng.json", lambda f: (f / "rng.json").rename(f / "rng.pkl"), 1),

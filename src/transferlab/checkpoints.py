@@ -54,6 +54,7 @@ STATE_TYPES = {
     "phase": str, "epoch": int, "phase_first_epoch": int, "finished_phases": list, "best_value": (float, int, type(None)),
     "early_stopping": dict, "history": list, "phase_results": list,
 }
+EARLY_STOPPING_STATE = ("wait", "best", "best_epoch", "stopped_epoch")  # ScheduleState.early_stopping's keys, when set
 
 
 @dataclass
@@ -65,7 +66,7 @@ class ScheduleState:
     phase_first_epoch: int = 0  # value of `epoch` when the current phase started
     finished_phases: list[str] = field(default_factory=list)
     best_value: Optional[float] = None  # best monitored value so far (what best.keras holds)
-    early_stopping: dict = field(default_factory=dict)  # wait, best, best_epoch, stopped_epoch
+    early_stopping: dict = field(default_factory=dict)  # EARLY_STOPPING_STATE
     history: list[dict] = field(default_factory=list)  # one row per completed epoch
     phase_results: list[dict] = field(default_factory=list)  # one per finished phase
 
@@ -84,19 +85,19 @@ class Checkpoint:
     folder: Path
     state: ScheduleState
     rng: dict  # rng.json: Python's and NumPy's generator states
-    stored: dict[str, list[np.ndarray]]  # every `<name>.npz` of the folder, by name
+    stored: dict[str, list[np.ndarray]]  # every `.npz` of the folder, by file name
     model: Optional["keras.Model"] = None  # model.keras, loaded; None in a frozen-base checkpoint
 
     @property
     def frozen_base(self) -> bool:
-        return TRAINED.removesuffix(".npz") in self.stored
+        return TRAINED in self.stored
 
     def load_model(self, build: Optional[Callable[[], "keras.Model"]] = None) -> "keras.Model":
         """The checkpointed model; a frozen-base checkpoint restores its variables into `build()`."""
         if not self.frozen_base:
             return self.model
         model = self._rebuilt(build)
-        _assign(trained_variables(model), self.stored[TRAINED.removesuffix(".npz")])
+        _assign(trained_variables(model), self.stored[TRAINED])
         return model
 
     def write_pending_best(self, build: Callable[[], "keras.Model"], path: Path) -> None:
@@ -127,11 +128,11 @@ class Checkpoint:
         optimizer = model.optimizer
         if not optimizer.built:
             optimizer.build(model.trainable_variables)
-        _assign(optimizer.variables, self.stored[OPTIMIZER.removesuffix(".npz")])
+        _assign(optimizer.variables, self.stored[OPTIMIZER])
 
     def arrays(self, name: str) -> Optional[list[np.ndarray]]:
         """A list of arrays saved with the checkpoint (e.g. early stopping's best weights), or None."""
-        return self.stored.get(name)
+        return self.stored.get(f"{name}.npz")
 
     def early_stopping_weights(self) -> Optional[list[np.ndarray]]:
         return self.arrays(EARLY_STOPPING_BEST)
@@ -142,7 +143,7 @@ class Checkpoint:
 
         random.setstate(_python_state(self.rng["python"]))
         np.random.set_state(_numpy_state(self.rng["numpy"]))
-        keras_state, *model_states = self.stored[SEEDS.removesuffix(".npz")]
+        keras_state, *model_states = self.stored[SEEDS]
         _assign([global_seed_generator().state, *_seed_states(model)], [keras_state, *model_states])
 
 
@@ -222,9 +223,11 @@ def save_checkpoint(
     pointer = root / f".{LATEST}.tmp"
     pointer.write_text(name)
     os.replace(pointer, root / LATEST)
-    older = sorted((f for f in _epoch_folders(root) if _epoch_of(f) < state.epoch), key=_epoch_of)
-    for old in [f for f in _epoch_folders(root) if f != folder and f not in older[-1:]]:
-        shutil.rmtree(old, ignore_errors=True)
+    # The previous epoch's folder stays: it is what a resume falls back to if this one is damaged.
+    previous = max((f for f in _epoch_folders(root) if _epoch_of(f) < state.epoch), key=_epoch_of, default=None)
+    for old in _epoch_folders(root):
+        if old not in (folder, previous):
+            shutil.rmtree(old, ignore_errors=True)
     return folder
 
 
@@ -263,10 +266,10 @@ def load_checkpoint(root: Path) -> Optional[Checkpoint]:
 
 def open_checkpoint(folder: Path) -> Checkpoint:
     """Read and check every piece of one checkpoint folder; a damaged or missing piece is a CheckpointError."""
-    stored = {path.stem: _load_arrays(path) for path in sorted(folder.glob("*.npz"))}
-    frozen_base = TRAINED.removesuffix(".npz") in stored
+    stored = {path.name: _load_arrays(path) for path in sorted(folder.glob("*.npz"))}
+    frozen_base = TRAINED in stored
     required = [STATE, RNG, SEEDS, *([OPTIMIZER, BASE_DIGEST] if frozen_base else [MODEL])]
-    if BEST_PENDING in stored:
+    if f"{BEST_PENDING}.npz" in stored:
         required.append(BASE_DIGEST)
     for name in required:
         if not (folder / name).is_file():
@@ -303,6 +306,9 @@ def _read_state(path: Path) -> ScheduleState:
     if not isinstance(values, dict) or set(values) != names:
         raise CheckpointError(f"'{path}' is damaged (it does not hold the fields {', '.join(sorted(names))})")
     wrong = [k for k, kind in STATE_TYPES.items() if not isinstance(values[k], kind) or isinstance(values[k], bool)]
+    wrong += [k for k in ("history", "phase_results") if k not in wrong and not all(isinstance(r, dict) for r in values[k])]
+    if "early_stopping" not in wrong and values["early_stopping"] and set(values["early_stopping"]) != set(EARLY_STOPPING_STATE):
+        wrong.append("early_stopping")
     if wrong:
         raise CheckpointError(f"'{path}' is damaged ({wrong[0]} is {values[wrong[0]]!r:.60})")
     return ScheduleState(**values)

@@ -1,4 +1,5 @@
-"""Compatibility shim: MultiWorkerMirroredStrategy with `Model.fit` in Keras 3.15 (keras-team/keras#20585).
+"""The guarded home of private Keras APIs: the global seed generator a resume restores, and a
+compatibility shim for MultiWorkerMirroredStrategy with `Model.fit` in Keras 3.15 (keras-team/keras#20585).
 
 Keras 3.15's TensorFlow trainer fails before the first step under MultiWorkerMirroredStrategy, in two
 places of `keras/src/backend/tensorflow/trainer.py`:

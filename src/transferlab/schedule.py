@@ -29,7 +29,7 @@ from transferlab.config import (
     FineTuneConfig, HeadPhaseConfig, OptimizerConfig, OptimizerName, ScheduleConfig, monitor_mode,
 )
 from transferlab.checkpoints import (
-    BEST_PENDING, Checkpoint, ScheduleState, base_digest, save_checkpoint, trained_variables,
+    BEST_PENDING, EARLY_STOPPING_STATE, Checkpoint, ScheduleState, base_digest, save_checkpoint, trained_variables,
 )
 from transferlab.data import SplitData
 from transferlab.errors import ConfigError, TrainingError
@@ -217,7 +217,7 @@ class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
     def on_train_begin(self, logs=None) -> None:
         super().on_train_begin(logs)
         if self._saved:
-            for key in ("wait", "best", "best_epoch", "stopped_epoch"):
+            for key in EARLY_STOPPING_STATE:
                 setattr(self, key, self._saved[key])
             self.best_weights = self._saved_weights
 

@@ -93,7 +93,8 @@ class Checkpoint:
         return TRAINED in self.stored
 
     def load_model(self, build: Optional[Callable[[], "keras.Model"]] = None) -> "keras.Model":
-        """The checkpointed model; a frozen-base checkpoint restores its variables into `build()`."""
+        """The checkpointed model (loaded, to be checked, when the checkpoint was); a frozen-base
+        checkpoint restores its variables into `build()`."""
         if not self.frozen_base:
             return self.model
         model = self._rebuilt(build)

@@ -19,3 +19,11 @@ class ModelError(TransferlabError):
 
 class TrainingError(TransferlabError):
     """Training itself went wrong (for example the loss stopped being finite)."""
+
+
+class CheckpointError(TransferlabError):
+    """A checkpoint a resumed run needs is damaged or incomplete, and no earlier one can stand in."""
+
+
+class StorageError(TransferlabError):
+    """Writing the run's outputs failed: the disk is full, a file grew past a limit, or the folder is read-only."""

@@ -1,4 +1,5 @@
-"""Compatibility shim: MultiWorkerMirroredStrategy with `Model.fit` in Keras 3.15 (keras-team/keras#20585).
+"""The guarded home of private Keras APIs: the global seed generator a resume restores, and a
+compatibility shim for MultiWorkerMirroredStrategy with `Model.fit` in Keras 3.15 (keras-team/keras#20585).
 
 Keras 3.15's TensorFlow trainer fails before the first step under MultiWorkerMirroredStrategy, in two
 places of `keras/src/backend/tensorflow/trainer.py`:
@@ -130,3 +131,15 @@ def _reduce_per_replica(values, strategy, reduction):
     if reduction in ("auto", "mean") and trainer._collective_all_reduce_multi_worker(strategy):
         return tree.map_structure(lambda v: strategy.reduce("MEAN", v, axis=None), values)
     return _ORIGINALS["reduce_per_replica"](values, strategy, reduction)
+
+
+def global_seed_generator():
+    """Keras' global SeedGenerator, whose state a resumed run restores (Keras exports no public accessor)."""
+    try:
+        from keras.src.random.seed_generator import global_seed_generator as upstream
+    except ImportError as exc:
+        raise TrainingError(
+            f"this keras ({'.'.join(map(str, keras_version()))}) has no keras.src.random.seed_generator."
+            "global_seed_generator, which checkpoints need for an exact resume; use keras 3.15"
+        ) from exc
+    return upstream()

@@ -7,9 +7,10 @@ import logging
 import math
 import os
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Iterator, Optional
 
 import numpy as np
 
@@ -75,7 +76,7 @@ def evaluate_and_save(
 ) -> RunSummary:
     """Write history and final model, evaluate on the test split, draw the plots, and write summary.json."""
     write_history(result.history, run_dir / "history.csv")
-    data.exported(model).save(run_dir / "model.keras")
+    save_model(data.exported(model), run_dir / "model.keras")
     test_metrics, report, matrix, wrong = evaluate_test(model, data)
     if report:
         log.info("test split, per class:\n%s", format_report(report, data.class_names))
@@ -270,22 +271,44 @@ def _validation_metrics(row: dict) -> dict[str, float]:
 def write_history(rows: list[dict], path: Path) -> None:
     import pandas as pd
 
-    tmp = path.with_name(path.name + ".tmp")
-    pd.DataFrame(rows).to_csv(tmp, index=False)
-    os.replace(tmp, path)
+    with _replacing(path, path.with_name(path.name + ".tmp")) as tmp:
+        pd.DataFrame(rows).to_csv(tmp, index=False)
 
 
 def write_arrays(path: Path, **arrays: np.ndarray) -> None:
     """Arrays as `.npz`, written under a per-process name and renamed: parallel jobs sharing a cache
     never read half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as out:
+    with _replacing(path, path.with_name(f".{path.name}.{os.getpid()}.tmp")) as tmp, open(tmp, "wb") as out:
         np.savez(out, **arrays)
-    os.replace(tmp, path)
 
 
 def write_json(data: dict, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str))
-    os.replace(tmp, path)
+    with _replacing(path, path.with_name(path.name + ".tmp")) as tmp:
+        tmp.write_text(json.dumps(data, indent=2, default=str))
+
+
+def save_model(model: "keras.Model", path: Path) -> None:
+    """`model.save` to a temporary `.keras` in the same folder, renamed into place: a write that fails
+    (a full disk) leaves the previous file or none, never a partial one."""
+    with _replacing(path, path.with_name(f".{path.stem}.{os.getpid()}.tmp.keras")) as tmp:
+        model.save(tmp)
+
+
+@contextmanager
+def _replacing(path: Path, tmp: Path) -> Iterator[Path]:
+    """Yield `tmp` to write; then rename it to `path`, or delete it if writing failed."""
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException as exc:
+        tmp.unlink(missing_ok=True)
+        name_the_file(exc, path)
+        raise
+
+
+def name_the_file(exc: BaseException, path: Path) -> None:
+    """Give a failed write's OSError the file it was writing: a write to an open file names none,
+    and "no space left" is only actionable with the file in the message."""
+    if isinstance(exc, OSError) and exc.filename is None:
+        exc.filename = str(path)

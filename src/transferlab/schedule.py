@@ -15,6 +15,7 @@ After every epoch the model, its optimizer state and the schedule's position are
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from dataclasses import asdict, dataclass
@@ -28,14 +29,16 @@ from transferlab.config import (
     FineTuneConfig, HeadPhaseConfig, OptimizerConfig, OptimizerName, ScheduleConfig, monitor_mode,
 )
 from transferlab.checkpoints import (
-    BEST_PENDING, Checkpoint, ScheduleState, base_digest, save_checkpoint, trained_variables,
+    BEST_PENDING, EARLY_STOPPING_STATE, Checkpoint, ScheduleState, base_digest, save_checkpoint, trained_variables,
 )
 from transferlab.data import SplitData
 from transferlab.errors import ConfigError, TrainingError
 from transferlab.features import FeatureStore, cached_feature_data, split_model
 from transferlab.models import TaskSpec, get_base
-from transferlab.reporting import write_history
+from transferlab.reporting import save_model, write_history
 from transferlab.tracking import Trackers
+
+log = logging.getLogger(__name__)
 
 HEAD = "head"
 FINE_TUNE = "fine_tune"
@@ -214,7 +217,7 @@ class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
     def on_train_begin(self, logs=None) -> None:
         super().on_train_begin(logs)
         if self._saved:
-            for key in ("wait", "best", "best_epoch", "stopped_epoch"):
+            for key in EARLY_STOPPING_STATE:
                 setattr(self, key, self._saved[key])
             self.best_weights = self._saved_weights
 
@@ -255,7 +258,7 @@ class BestModelCheckpoint(keras.callbacks.ModelCheckpoint):
         if self.defer:
             self.pending = [np.array(v) for v in trained_variables(self.full_model)]
         else:
-            self.full_model.save(self.filepath, overwrite=True)
+            save_model(self.full_model, Path(self.filepath))
             self.pending = self.pending_base = None
 
     def on_train_end(self, logs=None) -> None:
@@ -273,9 +276,11 @@ class BestModelCheckpoint(keras.callbacks.ModelCheckpoint):
         current = [np.array(v) for v in variables]
         for variable, value in zip(variables, values, strict=True):
             variable.assign(value)
-        self.full_model.save(self.filepath, overwrite=True)
-        for variable, value in zip(variables, current, strict=True):
-            variable.assign(value)
+        try:
+            save_model(self.full_model, Path(self.filepath))
+        finally:
+            for variable, value in zip(variables, current, strict=True):
+                variable.assign(value)
         self.pending = self.pending_base = None
 
 
@@ -368,7 +373,10 @@ def run_schedule(
             state.phase_results.append(asdict(_phase_result(phase, state, model, extraction_s, elapsed_s, resumed_at)))
             checkpointer.save()
     except BaseException:
-        best_checkpoint.write_pending()  # a failed or interrupted run keeps the best model it found
+        try:
+            best_checkpoint.write_pending()  # a failed or interrupted run keeps the best model it found
+        except Exception as exc:  # e.g. the disk that failed the run is still full: report the first error
+            log.warning("could not write %s after the run stopped (%s)", best_checkpoint.filepath, exc)
         raise
     return ScheduleResult([PhaseResult(**r) for r in state.phase_results], state.history)
 

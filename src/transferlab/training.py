@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import tempfile
@@ -16,7 +17,7 @@ from transferlab.bases import check_image_size, check_preprocess, get_base_spec,
 from transferlab.config import DatasetKind, ExperimentConfig, HeadKind, LoggerConfig, flatten, to_experiment_config
 from transferlab.data import DatasetPlan, check_images, locate_dataset, plan_dataset
 from transferlab.distribute import worker_role
-from transferlab.errors import ConfigError
+from transferlab.errors import ConfigError, StorageError
 from transferlab.reporting import RunSummary, write_json
 from transferlab.runs import prepare_run_dir, stop_on_signals
 from transferlab.text import TextPlan, plan_text_data
@@ -32,6 +33,9 @@ if TYPE_CHECKING:
     from transferlab.vectors import Embeddings
 
 log = logging.getLogger(__name__)
+
+# The write errors a run can resume from once space is freed, as the message names them.
+DISK_FULL = {errno.ENOSPC: "no space left", errno.EDQUOT: "disk quota exceeded", errno.EFBIG: "file too large"}
 
 
 def train(cfg: ExperimentConfig | DictConfig) -> RunSummary:
@@ -58,18 +62,39 @@ def _train(cfg: ExperimentConfig) -> RunSummary:
             summary = _train_and_report(cfg, plan, image_size, run_dir)
     except BaseException as exc:
         interrupted = isinstance(exc, KeyboardInterrupt)
-        resumable = interrupted and cfg.trainer.strategy != "multi_worker"
-        write_json(
-            {
-                "status": "interrupted" if interrupted else "failed",
-                "error": f"{type(exc).__name__}: {exc}",
-                "resume_with": f"resume={run_dir}" if resumable else None,
-            },
-            run_dir / "summary.json",
-        )
+        full = disk_full_error(exc)
+        resumable = (interrupted or full is not None) and cfg.trainer.strategy != "multi_worker"
+        try:
+            write_json(
+                {
+                    "status": "interrupted" if interrupted else "failed",
+                    "error": f"{type(exc).__name__}: {exc}",
+                    "resume_with": f"resume={run_dir}" if resumable else None,
+                },
+                run_dir / "summary.json",
+            )
+        except Exception as second:  # the disk that failed the run may fail this too: report the first error
+            log.warning("could not record the failure in %s (%s)", run_dir / "summary.json", second)
+        if full is not None:
+            where = f" writing {full.filename}" if full.filename else ""
+            raise StorageError(
+                f"{DISK_FULL[full.errno]}{where} ([Errno {full.errno}] {full.strerror}); free space and resume "
+                f"with resume={run_dir}"
+            ) from exc
         raise
     log.info("run finished in %s: %s", run_dir, {k: round(v, 4) for k, v in summary.metrics.items()})
     return summary
+
+
+def disk_full_error(exc: BaseException) -> Optional[OSError]:
+    """The OSError of a full disk (or a file past its size limit) behind `exc`, if that is what failed the run."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, OSError) and exc.errno in DISK_FULL:
+            return exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None
 
 
 def checked_setup(

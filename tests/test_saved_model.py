@@ -97,3 +97,21 @@ def test_corrupt_saved_model_fails_clearly(image_folder, tmp_path):
     with pytest.raises(ModelError, match="cannot load the SavedModel .*corrupt.* check base_model.weights") as info:
         transferlab.train(compose_config(saved_model_overrides(image_folder, tmp_path / "b", corrupt)))
     assert "\n" not in str(info.value)
+
+
+def test_only_the_saved_model_the_run_configured_is_trusted_on_reload(exported_base, tmp_path):
+    """A planted model file that names another SavedModel directory would run that graph: safe mode refuses it."""
+    import shutil
+
+    from transferlab.models import _load_saved_model_base, load_trained_model
+
+    other = tmp_path / "other_graph"
+    shutil.copytree(exported_base, other)
+    run = tmp_path / "run"
+    run.mkdir()
+    _load_saved_model_base(str(other), "serve", (16, 16)).save(run / "model.keras")
+    (run / "config.yaml").write_text(f"base_model:\n  name: saved_model\n  weights: {exported_base}\n")
+    with pytest.raises(ValueError, match="safe_mode"):
+        load_trained_model(str(run / "model.keras"))
+    (run / "config.yaml").write_text(f"base_model:\n  name: saved_model\n  weights: {other}\n")
+    assert load_trained_model(str(run / "model.keras")).output_shape == (None, 14, 14, 8)

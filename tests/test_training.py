@@ -74,7 +74,7 @@ def test_history_is_one_continuous_run_with_a_phase_column(two_phase_run):
     state = json.loads((latest / "state.json").read_text())
     assert (state["phase"], state["epoch"], state["finished_phases"]) == ("fine_tune", 4, ["head", "fine_tune"])
     assert len(state["history"]) == 4 and [p["name"] for p in state["phase_results"]] == ["head", "fine_tune"]
-    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["epoch-0004", "latest"]
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["epoch-0003", "epoch-0004", "latest"]
 
 
 def test_tensorboard_has_both_phases_on_one_step_axis(two_phase_run):

@@ -12,12 +12,14 @@ import functools
 import logging
 from contextvars import ContextVar
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Optional
 
 import keras
 import numpy as np
+import yaml
 
-from transferlab.bases import BaseSpec, WeightsKind, get_base_spec, preprocess_function, resolve_weights
+from transferlab.bases import SAVED_MODEL, BaseSpec, WeightsKind, get_base_spec, preprocess_function, resolve_weights
 from transferlab.config import AugmentationConfig, BaseModelConfig, HeadConfig, HeadKind, Pooling
 from transferlab.errors import ModelError
 
@@ -182,8 +184,8 @@ def _load_keras_base(path: str, unsafe: bool) -> keras.Model:
     return keras.Model(loaded.input, loaded.output, name=BASE_LAYER)
 
 
-# True only inside `load_trained_model`: see SavedModelBase.
-_loading_own_model: ContextVar[bool] = ContextVar("loading_own_model", default=False)
+# Inside `load_trained_model`: the one SavedModel directory its run configured (see SavedModelBase).
+_trusted_saved_model: ContextVar[Optional[Path]] = ContextVar("trusted_saved_model", default=None)
 
 
 @keras.saving.register_keras_serializable(package="transferlab")
@@ -191,9 +193,9 @@ class SavedModelBase(keras.layers.TFSMLayer):
     """A TensorFlow SavedModel as the base, reloadable from the models this project saves.
 
     Keras' safe mode refuses every TFSMLayer, since reloading runs the graph of the directory named
-    in the file. In the project's own outputs (`load_trained_model`) that directory is the base the
-    user configured, so it is trusted there; anywhere else (a `.keras` base from elsewhere) safe
-    mode still applies.
+    in the file. In the project's own outputs (`load_trained_model`) the directory that the run's
+    config.yaml names as its base is trusted, and only that one: a planted model file naming any
+    other directory, or a `.keras` base from elsewhere, stays under safe mode.
     """
 
     def _add_existing_weight(self, weight) -> None:
@@ -207,7 +209,8 @@ class SavedModelBase(keras.layers.TFSMLayer):
 
     @classmethod
     def from_config(cls, config, custom_objects=None, safe_mode=None):
-        if _loading_own_model.get():
+        trusted = _trusted_saved_model.get()
+        if trusted is not None and Path(config["filepath"]).expanduser().resolve() == trusted:
             return cls(**config)
         return super().from_config(config, custom_objects, safe_mode)
 
@@ -295,12 +298,31 @@ def inference_function(model: keras.Model) -> Callable:
 
 
 def load_trained_model(path: str) -> keras.Model:
-    """Load a model this project saved (its Preprocess layer is registered on import)."""
-    token = _loading_own_model.set(True)
+    """Load a model this project saved, in safe mode (its Preprocess layer is registered on import).
+
+    A SavedModel base is loaded only from the directory the run's own config.yaml names (found
+    beside the file, or above it for a checkpoint's model).
+    """
+    token = _trusted_saved_model.set(configured_saved_model(Path(path)))
     try:
-        return keras.saving.load_model(path)
+        return keras.saving.load_model(path, safe_mode=True)
     finally:
-        _loading_own_model.reset(token)
+        _trusted_saved_model.reset(token)
+
+
+def configured_saved_model(model_path: Path) -> Optional[Path]:
+    """The SavedModel directory of the run that wrote `model_path`, or None when it has no such base."""
+    for folder in list(model_path.resolve().parents)[:3]:  # run dir, or run dir/checkpoints/epoch-N
+        config = folder / "config.yaml"
+        if config.is_file():
+            try:
+                base = yaml.safe_load(config.read_text()).get("base_model", {})
+            except (OSError, yaml.YAMLError, AttributeError):
+                return None
+            if base.get("name") == SAVED_MODEL and base.get("weights"):
+                return Path(base["weights"]).expanduser().resolve()
+            return None
+    return None
 
 
 def _one_line(exc: BaseException) -> str:

@@ -160,3 +160,16 @@ def test_a_resume_elsewhere_moves_its_log_to_the_resumed_run_and_drops_hydras_fo
     assert not session.exists() and (resumed / "train.log").read_text() == "first session\nresumed session\n"
     end(kept)
     assert sorted(p.name for p in kept.iterdir()) == [".hydra", "notes.txt", "train.log"]
+
+
+def test_a_run_through_the_python_api_unlocks_its_folder_when_it_ends(image_folder, base_weights, tmp_path):
+    """A notebook's kernel outlives its runs: a finished or failed run must not keep its folder locked."""
+    run = tmp_path / "run"
+    cfg = compose_config_for(image_folder, run, base_weights, "schedule.head.epochs=1", "schedule.fine_tune.epochs=0")
+    transferlab.train(cfg)
+    assert not (run / LOCK_FILE).exists()
+    failing, broken = tmp_path / "failing", tmp_path / "broken.weights.h5"
+    broken.write_bytes(b"not hdf5")  # found before the folder is taken, unreadable only once the base is built
+    with pytest.raises(transferlab.TransferlabError, match="cannot load weights"):
+        transferlab.train(compose_config_for(image_folder, failing, broken))
+    assert (failing / "summary.json").is_file() and not (failing / LOCK_FILE).exists()

@@ -19,6 +19,8 @@ from transferlab.data import DatasetPlan, check_images, locate_dataset, plan_dat
 from transferlab.distribute import worker_role
 from transferlab.errors import ConfigError, StorageError
 from transferlab.reporting import RunSummary, write_json
+from transferlab.repro import redact
+from transferlab.run_guard import release
 from transferlab.runs import prepare_run_dir, stop_on_signals
 from transferlab.text import TextPlan, plan_text_data
 from transferlab.vectors import check_text_base, locate_vectors
@@ -58,6 +60,13 @@ def _train_as_worker(cfg: ExperimentConfig) -> RunSummary:
 def _train(cfg: ExperimentConfig) -> RunSummary:
     cfg, image_size, plan, run_dir = checked_setup(cfg)
     try:
+        return _train_in(cfg, plan, image_size, run_dir)
+    finally:
+        release(run_dir)  # a notebook's kernel outlives its runs: their folders must not stay locked
+
+
+def _train_in(cfg: ExperimentConfig, plan: DatasetPlan | TextPlan, image_size, run_dir: Path) -> RunSummary:
+    try:
         with stop_on_signals():
             summary = _train_and_report(cfg, plan, image_size, run_dir)
     except BaseException as exc:
@@ -68,7 +77,7 @@ def _train(cfg: ExperimentConfig) -> RunSummary:
             write_json(
                 {
                     "status": "interrupted" if interrupted else "failed",
-                    "error": f"{type(exc).__name__}: {exc}",
+                    "error": redact(f"{type(exc).__name__}: {exc}"),
                     "resume_with": f"resume={run_dir}" if resumable else None,
                 },
                 run_dir / "summary.json",
@@ -296,22 +305,24 @@ def extract_features(cfg: ExperimentConfig | DictConfig) -> dict[str, object]:
     fitted on them."""
     from transferlab.features import export_features, score_baseline
     from transferlab.repro import seed_everything
-
     from transferlab.tf_runtime import import_tensorflow
 
     cfg, image_size, plan, run_dir = checked_setup(cfg)
-    import_tensorflow()
-    seed_everything(cfg.trainer.seed, cfg.trainer.deterministic)
-    data = build_data(cfg, plan, image_size)
-    model = build_classifier(cfg, data, task_spec(cfg, data, image_size), load_word_vectors(cfg, data))
-    arrays, path = export_features(feature_store(cfg, model, data), run_dir, cfg.extract.format)
-    fit = cfg.baseline.estimator and "x_test" in arrays
-    result = {
-        "features": str(path),
-        "counts": {key[2:]: len(value) for key, value in arrays.items() if key.startswith("y_")},
-        # The baseline reuses the exported features: the base runs over each split once.
-        "metrics": score_baseline(cfg.baseline, *(arrays[k] for k in ("x_train", "y_train", "x_test", "y_test")))
-        if fit else {},
-    }
-    write_json(result, run_dir / "extraction.json")
-    return result
+    try:
+        import_tensorflow()
+        seed_everything(cfg.trainer.seed, cfg.trainer.deterministic)
+        data = build_data(cfg, plan, image_size)
+        model = build_classifier(cfg, data, task_spec(cfg, data, image_size), load_word_vectors(cfg, data))
+        arrays, path = export_features(feature_store(cfg, model, data), run_dir, cfg.extract.format)
+        fit = cfg.baseline.estimator and "x_test" in arrays
+        result = {
+            "features": str(path),
+            "counts": {key[2:]: len(value) for key, value in arrays.items() if key.startswith("y_")},
+            # The baseline reuses the exported features: the base runs over each split once.
+            "metrics": score_baseline(cfg.baseline, *(arrays[k] for k in ("x_train", "y_train", "x_test", "y_test")))
+            if fit else {},
+        }
+        write_json(result, run_dir / "extraction.json")
+        return result
+    finally:
+        release(run_dir)

@@ -11,11 +11,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from omegaconf.errors import OmegaConfBaseException
 
-from conftest import compose_config
+from conftest import compose_config, tiny_overrides
 from transferlab import config as config_module
 from transferlab.config import ACTIVATIONS, physical_memory, to_experiment_config
 from transferlab.cli import describe_config_error
 from transferlab.errors import ConfigError, TransferlabError
+from transferlab.training import checked_setup
 
 IMAGES = ["paths.output_dir=unused"]
 TEXT = ["dataset=text_csv", "dataset.path=t.csv", "base_model=random_embedding", "head=conv", "paths.output_dir=unused"]
@@ -148,3 +149,10 @@ def test_any_value_of_the_checked_keys_is_accepted_or_refused_in_one_line(pairs)
         assert message and "\n" not in message
     except TransferlabError as exc:
         assert str(exc) and "\n" not in str(exc)
+
+
+def test_a_knn_baseline_with_more_neighbours_than_training_rows_is_refused_before_training(image_folder, tmp_path):
+    overrides = tiny_overrides(image_folder, tmp_path / "run", "null", "baseline.estimator=knn", "baseline.neighbors=500")
+    with pytest.raises(ConfigError, match=r"baseline.neighbors=500 is more than the \d+ training examples; set baseline.neighbors to at most \d+"):
+        checked_setup(to_experiment_config(compose_config(overrides)))
+    assert not (tmp_path / "run").exists()  # refused before the run folder was made

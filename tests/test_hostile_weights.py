@@ -113,3 +113,11 @@ def test_tensorflow_start_up_chatter_is_held_back_and_anything_else_passed_on(ca
     assert capsys.readouterr().err.splitlines() == [
         "E0000 00:00:1796230283.550517   11139 op_kernel.cc:9] a real failure", "Fatal Python error: something else",
     ]
+
+
+@pytest.mark.parametrize("name,alpha", [("mobilenet", 0.3), ("mobilenet_v2", 0.25), ("mobilenet_v3_small", 0.5)])
+def test_a_width_without_imagenet_weights_is_refused_before_anything_is_built(name, alpha):
+    with pytest.raises(ConfigError, match=rf"base_model.alpha={alpha:g} has no ImageNet weights for {name} \(they exist for "):
+        check_model_config(configured(f"base_model.name={name}", f"base_model.alpha={alpha}"))
+    check_model_config(configured(f"base_model.name={name}", f"base_model.alpha={alpha}", "base_model.weights=null"))
+    check_model_config(configured(f"base_model.name={name}", "base_model.alpha=0.75"))

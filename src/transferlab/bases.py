@@ -39,15 +39,16 @@ class BaseSpec:
     # caches them); a string is a file shipped in `transferlab/assets`.
     named_weights: dict[str, Optional[str]] = field(default_factory=lambda: {IMAGENET: None})
     default_weights: Optional[str] = IMAGENET  # what `default` means; None: random initialisation
+    imagenet_alphas: tuple[float, ...] = ()  # the width multipliers Keras has ImageNet weights for
 
     def load(self, attribute: str) -> Callable:
         module, _, attr = getattr(self, attribute).partition(":")
         return getattr(importlib.import_module(module), attr)
 
 
-def _app(name: str, module: str, ctor: str, size: int, min_size: int = 32, alpha: bool = False) -> BaseSpec:
+def _app(name: str, module: str, ctor: str, size: int, min_size: int = 32, alphas: tuple[float, ...] = ()) -> BaseSpec:
     preprocess = f"keras.applications.{module}:preprocess_input"
-    return BaseSpec(name, f"keras.applications:{ctor}", preprocess, size, min_size, alpha)
+    return BaseSpec(name, f"keras.applications:{ctor}", preprocess, size, min_size, bool(alphas), imagenet_alphas=alphas)
 
 
 _SPECS = [
@@ -62,10 +63,10 @@ _SPECS = [
     _app("resnet152_v2", "resnet_v2", "ResNet152V2", 224),
     _app("inception_v3", "inception_v3", "InceptionV3", 299, 75),
     _app("inception_resnet_v2", "inception_resnet_v2", "InceptionResNetV2", 299, 75),
-    _app("mobilenet", "mobilenet", "MobileNet", 224, alpha=True),
-    _app("mobilenet_v2", "mobilenet_v2", "MobileNetV2", 224, alpha=True),
-    _app("mobilenet_v3_small", "mobilenet_v3", "MobileNetV3Small", 224, alpha=True),
-    _app("mobilenet_v3_large", "mobilenet_v3", "MobileNetV3Large", 224, alpha=True),
+    _app("mobilenet", "mobilenet", "MobileNet", 224, alphas=(0.25, 0.5, 0.75, 1.0)),
+    _app("mobilenet_v2", "mobilenet_v2", "MobileNetV2", 224, alphas=(0.35, 0.5, 0.75, 1.0, 1.3, 1.4)),
+    _app("mobilenet_v3_small", "mobilenet_v3", "MobileNetV3Small", 224, alphas=(0.75, 1.0)),
+    _app("mobilenet_v3_large", "mobilenet_v3", "MobileNetV3Large", 224, alphas=(0.75, 1.0)),
     _app("densenet121", "densenet", "DenseNet121", 224),
     _app("densenet169", "densenet", "DenseNet169", 224),
     _app("densenet201", "densenet", "DenseNet201", 224),
@@ -202,6 +203,17 @@ def get_preprocess_spec(name: str) -> BaseSpec:
 def asset_path(filename: str) -> Path:
     """A file shipped inside the installed package."""
     return Path(str(resources.files("transferlab") / "assets" / filename))
+
+
+def check_alpha(spec: BaseSpec, source: WeightsSource, alpha: Optional[float]) -> None:
+    """Keras has ImageNet weights for a few width multipliers only, and says so only once it builds."""
+    if alpha is None or source.kind is not WeightsKind.named or not spec.imagenet_alphas or alpha in spec.imagenet_alphas:
+        return
+    known = ", ".join(f"{a:g}" for a in spec.imagenet_alphas)
+    raise ConfigError(
+        f"base_model.alpha={alpha:g} has no ImageNet weights for {spec.name} (they exist for {known}); "
+        "use one of those, or base_model.weights=null to train that width from scratch"
+    )
 
 
 def check_image_size(spec: BaseSpec, image_size: tuple[int, int]) -> None:

@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Optional
 
 from omegaconf import DictConfig
 
-from transferlab.bases import check_image_size, check_preprocess, get_base_spec, resolve_weights
-from transferlab.config import DatasetKind, ExperimentConfig, HeadKind, LoggerConfig, flatten, to_experiment_config
+from transferlab.bases import check_alpha, check_image_size, check_preprocess, get_base_spec, resolve_weights
+from transferlab.config import BaselineConfig, DatasetKind, ExperimentConfig, HeadKind, LoggerConfig, flatten, to_experiment_config
 from transferlab.data import DatasetPlan, check_images, locate_dataset, plan_dataset
 from transferlab.distribute import worker_role
 from transferlab.errors import ConfigError, StorageError
@@ -117,7 +117,17 @@ def checked_setup(
     else:
         image_size = check_model_config(cfg)
         plan = plan_data(cfg)  # every data error surfaces here, before TensorFlow is imported
+    check_baseline(cfg.baseline, plan.counts()["train"])
     return cfg, image_size, plan, prepare_run_dir(cfg)
+
+
+def check_baseline(cfg: BaselineConfig, train_rows: int) -> None:
+    """k nearest neighbours need k training rows; scikit-learn would say so only after extraction."""
+    if cfg.estimator == "knn" and cfg.neighbors > train_rows:
+        raise ConfigError(
+            f"baseline.neighbors={cfg.neighbors} is more than the {train_rows} training examples; set "
+            f"baseline.neighbors to at most {train_rows}, or another baseline.estimator"
+        )
 
 
 def is_text(cfg: ExperimentConfig) -> bool:
@@ -148,7 +158,7 @@ def check_model_config(cfg: ExperimentConfig) -> tuple[int, int]:
             f"head.kind={cfg.head.kind.value} reads token sequences of a text dataset; use head=gap or head=mlp for images"
         )
     spec = get_base_spec(cfg.base_model.name)
-    resolve_weights(spec, cfg.base_model.weights)
+    check_alpha(spec, resolve_weights(spec, cfg.base_model.weights), cfg.base_model.alpha)
     check_preprocess(cfg.base_model.preprocess)
     image_size = tuple(cfg.dataset.image_size or (spec.default_size, spec.default_size))
     check_image_size(spec, image_size)

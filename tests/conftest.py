@@ -87,3 +87,20 @@ def run_train_script(args: list[str], cwd: Path, env: dict | None = None, timeou
         [sys.executable, str(TRAIN_SCRIPT), *args],
         cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout,
     )
+
+
+def assert_accepted_or_one_line(check) -> None:
+    """Run `check()`: it either passes or fails with one clear line, whatever error it meets."""
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    from transferlab.cli import describe_config_error
+    from transferlab.errors import TransferlabError
+
+    try:
+        check()
+    except (HydraException, OmegaConfBaseException) as exc:
+        message = describe_config_error(exc)
+        assert message and "\n" not in message
+    except TransferlabError as exc:
+        assert str(exc) and "\n" not in str(exc)

@@ -32,12 +32,13 @@ def usage() -> str:
 def main(argv: list[str] | None = None) -> None:
     """Run `transferlab <command> args` exactly as `transferlab-<command> args`."""
     args = sys.argv[1:] if argv is None else argv
-    if not args or args[0] in ("-h", "--help"):
-        print(usage(), file=sys.stdout if args else sys.stderr)
-        sys.exit(0 if args else 2)
-    name, rest = args[0], args[1:]
+    if args and args[0] in ("-h", "--help"):
+        print(usage())
+        sys.exit(0)
+    name, rest = (args[0], args[1:]) if args else ("", [])
     if name not in COMMANDS:
-        print(f"error: unknown command '{name}'; choose one of: {', '.join(COMMANDS)} (transferlab --help)", file=sys.stderr)
+        problem = f"unknown command '{name}'" if name else "no command given"
+        print(f"error: {problem}; choose one of: {', '.join(COMMANDS)} (transferlab --help)", file=sys.stderr)
         sys.exit(2)
     # Hydra and argparse read sys.argv; the run records it as its command, which stays a command that runs.
     sys.argv = [f"transferlab-{name}", *rest]

@@ -10,7 +10,10 @@ from __future__ import annotations
 import sys
 from importlib import import_module, resources
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
+
+if TYPE_CHECKING:
+    from omegaconf import DictConfig
 
 # name -> one line for `transferlab --help`; the module transferlab.commands.<name> holds its main().
 COMMANDS: dict[str, str] = {
@@ -22,6 +25,7 @@ COMMANDS: dict[str, str] = {
 
 
 def usage() -> str:
+    """`transferlab --help`: the commands, without importing any of them (it stays instant)."""
     lines = [f"  {name:<8} {summary}" for name, summary in COMMANDS.items()]
     return "\n".join([
         "usage: transferlab <command> [arguments]  (also: transferlab-<command>, python -m transferlab)",
@@ -50,6 +54,8 @@ def config_dir() -> Path:
     """The configs: the copy of conf/ an installed wheel ships as transferlab/conf, else the checkout's conf/.
 
     An editable install or PYTHONPATH=src reads the checkout's conf/ itself, so an edit there counts at once.
+    A folder, not Hydra's pkg://transferlab.conf: that source needs an __init__.py in conf/, and an
+    editable install cannot import a module-less transferlab.conf mapped outside src/.
     """
     package = Path(str(resources.files("transferlab")))
     for candidate in (package / "conf", package.parent.parent / "conf"):
@@ -59,7 +65,7 @@ def config_dir() -> Path:
     sys.exit(2)
 
 
-def run_hydra_command(task: Callable, config_path: Path | None = None) -> None:
+def run_hydra_command(task: Callable[[DictConfig], object], config_path: Path | None = None) -> None:
     """Run `task` as a `@hydra.main` app over sys.argv: overrides, -m, --help, --cfg, one-line errors."""
     import hydra
 

@@ -4,51 +4,9 @@ Prints the table and writes comparison.csv and comparison.html (table and plots)
 A run folder whose files cannot be read is listed as unreadable, with the reason, and the others are compared.
 """
 
-import logging
 import sys
-from pathlib import Path
 
-from transferlab.compare import (
-    Filters, comparison_table, default_sort_metric, format_table, format_unreadable, scan_runs, write_reports,
-)
-from transferlab.errors import TransferlabError
-from transferlab.predict import OneLineArgumentParser
-
-
-def parse_args(argv: list[str]):
-    parser = OneLineArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("root", nargs="?", default="outputs", type=Path, help="folder holding the runs (default: outputs)")
-    parser.add_argument("--sort", help="metric to sort by (default: test/accuracy, else best/val_accuracy, else best/val_loss)")
-    order = parser.add_mutually_exclusive_group()
-    order.add_argument("--ascending", dest="ascending", action="store_true", default=None, help="smallest first")
-    order.add_argument("--descending", dest="ascending", action="store_false", help="largest first")
-    parser.add_argument("--tag", action="append", default=[], help="keep runs with this tag (repeatable)")
-    parser.add_argument("--name", help="keep runs of this experiment name")
-    parser.add_argument("--sweep", help="keep runs of this multirun sweep (its folder name)")
-    parser.add_argument("--out", type=Path, help="folder for comparison.csv and .html (default: <root>/comparison)")
-    return parser.parse_args(argv)
-
-
-def main(argv: list[str]) -> int:
-    args = parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="warning: %(message)s")
-    try:
-        found = scan_runs(args.root, Filters(tuple(args.tag), args.name, args.sweep))
-        runs = found.runs
-        sort_by = args.sort or (default_sort_metric(runs) if not runs.empty else "run")
-        table = comparison_table(runs, sort_by, args.ascending)
-        print(format_table(table))
-        if found.unreadable:
-            print("\n" + format_unreadable(found.unreadable))
-        if not table.empty:
-            out = args.out or args.root / "comparison"
-            csv_path, html_path = write_reports(table, args.root, out, sort_by, found.unreadable)
-            print(f"\nwrote {csv_path} and {html_path}")
-    except TransferlabError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return 0
-
+from transferlab.commands import compare
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(compare.main(description=__doc__.splitlines()[0]))

@@ -10,64 +10,9 @@ model's input); an unreadable image or empty text stops with its name, or with -
 left out and counted (the default is the run's dataset.on_bad_file).
 """
 
-import argparse
-import logging
 import sys
-from pathlib import Path
 
-from transferlab.config import BadFilePolicy
-from transferlab.errors import ConfigError, TransferlabError
-from transferlab.predict import OneLineArgumentParser
-
-
-def main() -> None:
-    parser = OneLineArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("run_dir", nargs="?", type=Path, help="a finished run directory (holds model.keras)")
-    parser.add_argument(
-        "inputs", nargs="+",
-        help="image files or folders; for a text run: CSV/TSV/Parquet tables, text files (one text a line), or - for stdin",
-    )
-    parser.add_argument("--text-column", help="the column of texts in tables (default: the run's dataset.text_column)")
-    parser.add_argument("--imagenet", metavar="MODEL", help="use this keras.applications model's ImageNet classifier")
-    parser.add_argument("--top-k", type=int, default=3, help="best classes listed per input (at least 1)")
-    parser.add_argument(
-        "--on-bad-file", choices=[policy.value for policy in BadFilePolicy],
-        help="fail or skip on an unreadable image or empty text (default: the run's dataset.on_bad_file, else fail)",
-    )
-    parser.add_argument("--csv", type=Path, help="also write the predictions to this CSV file")
-    args = parser.parse_args()
-    if not args.imagenet and args.run_dir is None:
-        parser.error("give a run directory, or --imagenet MODEL")
-    logging.basicConfig(level=logging.WARNING, format="warning: %(message)s")
-    on_bad_file = BadFilePolicy(args.on_bad_file) if args.on_bad_file else None
-
-    import pandas as pd
-
-    from transferlab.predict import predict_with_imagenet, predict_with_run
-
-    try:
-        if args.imagenet:
-            inputs = [str(p) for p in ([args.run_dir] if args.run_dir else [])] + args.inputs
-            rows = predict_with_imagenet(args.imagenet, inputs, args.top_k, on_bad_file=on_bad_file or BadFilePolicy.fail)
-        else:
-            rows = predict_with_run(
-                args.run_dir, args.inputs, args.top_k, text_column=args.text_column, on_bad_file=on_bad_file
-            )
-        table = pd.DataFrame(rows)
-        print(table.to_string(index=False, float_format=lambda p: f"{p:.4f}"))
-        if args.csv:
-            write_csv(table, args.csv)
-    except TransferlabError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
-
-
-def write_csv(table, path: Path) -> None:
-    try:
-        table.to_csv(path, index=False)
-    except OSError as exc:
-        raise ConfigError(f"cannot write the predictions to '{path}' ({exc.strerror or exc}); choose a writable --csv path") from exc
-
+from transferlab.commands import predict
 
 if __name__ == "__main__":
-    main()
+    sys.exit(predict.main(description=__doc__))

@@ -1,15 +1,11 @@
-"""Train one transfer-learning experiment: `python scripts/train.py [group=option ...] [key=value ...]`."""
+"""Train one transfer-learning experiment: `python scripts/train.py [group=option ...] [key=value ...]`.
 
-import hydra
-from omegaconf import DictConfig
+The installed `transferlab train`, reading this checkout's conf/.
+"""
 
-from transferlab.cli import main_with_clear_errors, run_from_hydra
+from pathlib import Path
 
-
-@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
-def main(cfg: DictConfig) -> float:
-    return run_from_hydra(cfg)
-
+from transferlab.commands import train
 
 if __name__ == "__main__":
-    main_with_clear_errors(main)
+    train.main(config_path=Path(__file__).resolve().parents[1] / "conf")

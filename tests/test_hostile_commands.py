@@ -242,7 +242,7 @@ def test_compare_refuses_only_when_no_run_is_readable(image_run, tmp_path):
 
 
 def test_option_errors_are_one_line_with_the_fix(capsys):
-    from transferlab.predict import OneLineArgumentParser
+    from transferlab.commands import OneLineArgumentParser
 
     parser = OneLineArgumentParser(prog="compare.py")
     parser.add_argument("--sort")
@@ -278,3 +278,17 @@ def test_an_unknown_flag_is_one_line_with_a_did_you_mean(capsys):
     assert capsys.readouterr().err == (
         "error: unknown option '--cfgg'; did you mean --cfg? config values are given as key=value, and --help lists the options\n"
     )
+
+
+def test_texts_from_stdin_or_an_unreadable_file_never_end_in_a_traceback(tmp_path, monkeypatch):
+    import io
+
+    from transferlab.predict import read_texts
+
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(b"a good film\n\xff not utf-8\n\n")))
+    assert read_texts(["-"], "text") == ["a good film", "\ufffd not utf-8"]
+    locked = tmp_path / "reviews.txt"
+    locked.write_text("fine\n")
+    monkeypatch.setattr("pathlib.Path.read_bytes", lambda self: (_ for _ in ()).throw(PermissionError(13, "Permission denied")))
+    with pytest.raises(DataError, match=r"cannot read '.*reviews.txt' \(Permission denied\); check the file and its permissions"):
+        read_texts([str(locked)], "text")

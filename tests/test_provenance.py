@@ -36,3 +36,13 @@ def test_the_code_diff_holds_edits_and_untracked_files_but_not_ignored_or_large_
     _git(repo, "apply", str(tmp_path / "run.diff"))
     assert (repo / "pkg" / "new_module.py").read_text() == "def helper():\n    return 3\n"
     assert (repo / "pkg" / "core.py").read_text() == "x = 2\n"
+
+
+def test_a_dangling_untracked_link_is_left_out_not_an_error(tmp_path):
+    repo = tmp_path / "checkout"
+    repo.mkdir()
+    _git(repo, "init", "-q")
+    (repo / "module.py").write_text("y = 1\n")
+    (repo / "broken_link").symlink_to(repo / "nowhere")
+    diff = code_diff(repo)
+    assert "+y = 1" in diff and "broken_link" not in diff

@@ -17,8 +17,7 @@ from omegaconf import DictConfig
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
 from transferlab.config import unknown_key_message
-from transferlab.errors import TransferlabError
-from transferlab.repro import redact
+from transferlab.errors import TransferlabError, fail
 
 log = logging.getLogger("transferlab")
 
@@ -103,11 +102,6 @@ def check_flags(args: list[str]) -> None:
             close = difflib.get_close_matches(flag, HYDRA_FLAGS, n=1)
             hint = f"did you mean {close[0]}? " if close else ""
             fail(f"unknown option '{flag}'; {hint}config values are given as key=value, and --help lists the options")
-
-
-def fail(message: str, code: int = 2) -> None:
-    print(f"error: {redact(message)}", file=sys.stderr)
-    sys.exit(code)
 
 
 def describe_config_error(exc: BaseException) -> str:

@@ -1,5 +1,10 @@
 """Errors a user can fix. Each message says what is wrong and how to fix it, in one line."""
 
+from __future__ import annotations
+
+import sys
+from typing import NoReturn
+
 
 class TransferlabError(Exception):
     """Base of every error the command line prints as one line and exits non-zero on."""
@@ -27,3 +32,11 @@ class CheckpointError(TransferlabError):
 
 class StorageError(TransferlabError):
     """Writing the run's outputs failed: the disk is full, a file grew past a limit, or the folder is read-only."""
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    """End a command with the one `error:` line on stderr, secrets removed; every command prints through here."""
+    from transferlab.repro import redact
+
+    print(f"error: {redact(message)}", file=sys.stderr)
+    sys.exit(code)

@@ -8,7 +8,6 @@ same kinds of tables (CSV, TSV, Parquet, gzipped CSV/TSV) or plain text files, o
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import sys
@@ -32,13 +31,6 @@ log = logging.getLogger(__name__)
 TABLE_SUFFIXES = (".csv", ".tsv", ".parquet", ".csv.gz", ".tsv.gz")
 TEXT_SUFFIXES = (*TABLE_SUFFIXES, ".txt")
 SKIP_HINT = "or pass --on-bad-file skip to leave unreadable inputs out"
-
-
-class OneLineArgumentParser(argparse.ArgumentParser):
-    """Bad options end in the project's one `error:` line (exit 2), not argparse's usage block."""
-
-    def error(self, message: str) -> None:
-        self.exit(2, f"error: {message}; see {self.prog} --help\n")
 
 
 @dataclass
@@ -220,7 +212,8 @@ def read_texts(inputs: list[str], column: str, policy: BadFilePolicy = BadFilePo
     empty: list[str] = []
     for item in inputs:
         if item == "-":
-            texts.extend(line.rstrip("\n") for line in sys.stdin if line.strip())
+            text = sys.stdin.buffer.read().decode("utf-8", errors="replace")  # as files are read: bad bytes replaced
+            texts.extend(line for line in text.splitlines() if line.strip())
             continue
         path = Path(item)
         if path.is_dir():
@@ -267,7 +260,10 @@ def _table_column(path: Path, column: str) -> list[str]:
 
 def _text_lines(path: Path) -> list[str]:
     """A plain text file's lines; a binary file is refused rather than read as garbage texts."""
-    data = path.read_bytes()
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise DataError(f"cannot read '{path}' ({exc.strerror or exc}); check the file and its permissions") from exc
     if b"\x00" in data[:8192]:
         raise DataError(f"'{path}' is a binary file, not text; {_TEXT_INPUTS}")
     return data.decode("utf-8", errors="replace").splitlines()
@@ -329,12 +325,12 @@ def predict_with_imagenet(
     name: str, inputs: list[str], k: int, batch_size: int = 32, on_bad_file: BadFilePolicy = BadFilePolicy.fail
 ) -> list[dict]:
     """A keras.applications classifier with its ImageNet top, decoded to the 1,000 class names."""
+    check_top_k(k)
     import_tensorflow()
     import keras
 
     from transferlab.bases import get_base_spec
 
-    check_top_k(k)
     spec = get_base_spec(name)
     if spec.constructor.split(":")[0] != "keras.applications":
         raise ConfigError(f"'{name}' is not a keras.applications model with an ImageNet classifier")

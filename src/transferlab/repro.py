@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import platform
 import re
 import shlex
 import socket
+import stat
 import subprocess
 import sys
 from importlib import metadata
 from pathlib import Path
+
+log = logging.getLogger(__name__)
 
 CODE_DIR = Path(__file__).resolve().parent
 # NEPTUNE_API_TOKEN, MLFLOW_TRACKING_TOKEN, MLFLOW_TRACKING_PASSWORD and any other variable named like a secret.
@@ -63,8 +67,14 @@ def hydra_overrides() -> list[str]:
 def write_code_state(run_dir: Path) -> None:
     """Save uncommitted changes of the code as `git.diff`, so a dirty-tree run can be rebuilt."""
     info = git_info(CODE_DIR)
-    if info.get("dirty"):
-        (run_dir / "git.diff").write_text(redact(code_diff(CODE_DIR)))
+    if not info.get("dirty"):
+        return
+    try:
+        diff = code_diff(CODE_DIR)
+    except (OSError, subprocess.SubprocessError) as exc:  # git gone or stuck: the run goes on, said once
+        log.warning("could not record the code's uncommitted changes (%s); git.diff is not written", exc)
+        return
+    (run_dir / "git.diff").write_text(redact(diff))
 
 
 UNTRACKED_LIMIT = 1 << 20  # untracked files larger than this (data, models) are not code to record
@@ -82,9 +92,15 @@ def code_diff(folder: Path) -> str:
     added = [
         subprocess.run(["git", "-C", str(top), "diff", "--no-index", "--", "/dev/null", path],
                        capture_output=True, text=True, timeout=30).stdout
-        for path in untracked if (top / path).stat().st_size <= UNTRACKED_LIMIT
+        for path in untracked if _small_regular_file(top / path)
     ]
     return git("diff", "HEAD") + "".join(added)
+
+
+def _small_regular_file(path: Path) -> bool:
+    """A file to record: not a link (a dangling one has no size), not data-sized."""
+    info = path.lstat()
+    return stat.S_ISREG(info.st_mode) and info.st_size <= UNTRACKED_LIMIT
 
 
 def package_versions() -> dict[str, str]:
@@ -111,6 +127,10 @@ def git_info(folder: Path) -> dict[str, object]:
         return {}
 
 
+# The password of a `scheme://user:password@host` URI (an MLflow tracking URI, a database URL).
+URI_PASSWORD = re.compile(r"(\b[a-zA-Z][\w+.-]*://[^/\s:@]*:)[^/\s@]+@")
+
+
 def is_secret_name(name: str) -> bool:
     return name.upper().endswith(SECRET_SUFFIXES)
 
@@ -121,4 +141,5 @@ def redact(text: str) -> str:
     values = {v for k, v in os.environ.items() if is_secret_name(k) and len(v) >= MIN_SECRET_LENGTH}
     for value in sorted(values, key=len, reverse=True):
         text = text.replace(value, REDACTED)
+    text = URI_PASSWORD.sub(rf"\1{REDACTED}@", text)
     return SECRET_SETTING.sub(lambda m: f"{m['name']}{m['sep']}{m['quote']}{REDACTED}", text)

@@ -21,7 +21,7 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from transferlab.errors import ConfigError, TransferlabError
+from transferlab.errors import ConfigError, TransferlabError, fail
 from transferlab.repro import redact
 
 LOCK_FILE = ".lock"
@@ -81,9 +81,13 @@ def claim(folder: Path) -> bool:
         except FileNotFoundError:
             pass
         os.close(fd)
-    os.ftruncate(fd, 0)
-    os.write(fd, f"{os.getpid()}\n".encode())
     _held[key] = fd
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+    except OSError:
+        release(folder)  # a lock file that cannot be written (a full disk) is not left held
+        raise
     return True
 
 
@@ -123,16 +127,12 @@ class RunGuard(Callback):
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         # Hydra turns an exception raised in a callback into a warning and runs the job anyway: end here.
-        from transferlab.cli import fail
-
         try:
             check_run_dir(config)
         except TransferlabError as exc:
             fail(str(exc))
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        from transferlab.cli import fail
-
         try:
             check_sweep_dir(config)
         except TransferlabError as exc:

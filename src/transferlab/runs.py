@@ -14,7 +14,7 @@ from omegaconf import OmegaConf
 
 from transferlab.config import ExperimentConfig, flatten
 from transferlab.errors import ConfigError
-from transferlab.repro import write_code_state
+from transferlab.repro import redact, write_code_state
 from transferlab.run_guard import claim, note_resumed, refuse_used, release
 
 log = logging.getLogger(__name__)
@@ -35,12 +35,13 @@ def prepare_run_dir(cfg: ExperimentConfig) -> Path:
     if cfg.resume:
         run_dir = find_resumable_run(cfg)
         try:
-            claim(run_dir)
+            taken = claim(run_dir)
         except OSError as exc:
             raise ConfigError(
                 f"cannot write the run directory '{run_dir}' ({exc.strerror or exc}); resuming needs write access to it"
             ) from exc
-        check_same_experiment(run_dir, cfg)
+        with released_on_failure(run_dir, taken):
+            check_same_experiment(run_dir, cfg)
         note_resumed(run_dir)
         log.info("resuming the run in %s", run_dir)
         return run_dir
@@ -50,18 +51,25 @@ def prepare_run_dir(cfg: ExperimentConfig) -> Path:
         taken = claim(run_dir)
     except OSError as exc:
         raise ConfigError(_unwritable(run_dir, exc)) from exc
-    try:
+    with released_on_failure(run_dir, taken):
         refuse_used(run_dir)
-    except ConfigError:
+        try:
+            (run_dir / "config.yaml").write_text(redact(OmegaConf.to_yaml(OmegaConf.structured(cfg))))
+            write_code_state(run_dir)
+        except OSError as exc:
+            raise ConfigError(_unwritable(run_dir, exc)) from exc
+    return run_dir
+
+
+@contextmanager
+def released_on_failure(run_dir: Path, taken: bool) -> Iterator[None]:
+    """A run that never starts must not keep its folder locked (a notebook's kernel outlives it)."""
+    try:
+        yield
+    except BaseException:
         if taken:
             release(run_dir)
         raise
-    try:
-        (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.structured(cfg)))
-        write_code_state(run_dir)
-    except OSError as exc:
-        raise ConfigError(_unwritable(run_dir, exc)) from exc
-    return run_dir
 
 
 def _unwritable(run_dir: Path, exc: OSError) -> str:

@@ -374,7 +374,7 @@ def check_mlflow_store(uri: str) -> None:
     else:
         problem = _unreachable(uri)
     if problem:
-        raise StoreUnreachable(f"store {_without_credentials(uri)}: {problem}")
+        raise StoreUnreachable(f"store {redact(uri)}: {problem}")
 
 
 def check_neptune_server() -> None:
@@ -389,7 +389,7 @@ def check_neptune_server() -> None:
     address = credentials.api_url_opt or credentials.token_origin_address
     problem = _unreachable(address)
     if problem:
-        raise StoreUnreachable(f"server {_without_credentials(address)}: {problem}")
+        raise StoreUnreachable(f"server {redact(address)}: {problem}")
 
 
 def _unwritable(path: Path, database: bool = False) -> Optional[str]:
@@ -429,11 +429,6 @@ def _unreachable(address: str) -> Optional[str]:
             return None
     except OSError as exc:
         return f"no connection to {host}:{port} within {REACH_TIMEOUT_S:g} s ({exc.strerror or exc})"
-
-
-def _without_credentials(uri: str) -> str:
-    """The URI as a warning may show it: a user:password@ part is masked."""
-    return re.sub(r"(://)[^/@]*@", r"\1***@", uri)
 
 
 def _sqlite_artifact_root(uri: str) -> Optional[str]:

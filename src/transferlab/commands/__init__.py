@@ -7,10 +7,13 @@ Hydra names a job after the module of its task function: `train` and `extract` k
 
 from __future__ import annotations
 
+import argparse
 import sys
 from importlib import import_module, resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
+
+from transferlab.errors import fail
 
 if TYPE_CHECKING:
     from omegaconf import DictConfig
@@ -42,8 +45,7 @@ def main(argv: list[str] | None = None) -> None:
     name, rest = (args[0], args[1:]) if args else ("", [])
     if name not in COMMANDS:
         problem = f"unknown command '{name}'" if name else "no command given"
-        print(f"error: {problem}; choose one of: {', '.join(COMMANDS)} (transferlab --help)", file=sys.stderr)
-        sys.exit(2)
+        fail(f"{problem}; choose one of: {', '.join(COMMANDS)} (transferlab --help)")
     # Hydra and argparse read sys.argv; the run records it as its command, which stays a command that runs.
     sys.argv = [f"transferlab-{name}", *rest]
     command: Callable[[], int | None] = import_module(f"{__name__}.{name}").main
@@ -61,8 +63,14 @@ def config_dir() -> Path:
     for candidate in (package / "conf", package.parent.parent / "conf"):
         if (candidate / "config.yaml").is_file():
             return candidate
-    print(f"error: no configs found in '{package / 'conf'}' (nor a checkout's conf/); reinstall transferlab", file=sys.stderr)
-    sys.exit(2)
+    fail(f"no configs found in '{package / 'conf'}' (nor a checkout's conf/); reinstall transferlab")
+
+
+class OneLineArgumentParser(argparse.ArgumentParser):
+    """Bad options end in the project's one `error:` line (exit 2), not argparse's usage block."""
+
+    def error(self, message: str) -> None:
+        fail(f"{message}; see {self.prog} --help")
 
 
 def run_hydra_command(task: Callable[[DictConfig], object], config_path: Path | None = None) -> None:

@@ -8,14 +8,10 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 from pathlib import Path
 
-from transferlab.compare import (
-    Filters, comparison_table, default_sort_metric, format_table, format_unreadable, scan_runs, write_reports,
-)
-from transferlab.errors import TransferlabError
-from transferlab.predict import OneLineArgumentParser
+from transferlab.commands import OneLineArgumentParser
+from transferlab.errors import TransferlabError, fail
 
 
 def parse_args(argv: list[str] | None, description: str) -> argparse.Namespace:
@@ -36,6 +32,11 @@ def main(argv: list[str] | None = None, description: str = __doc__.splitlines()[
     """Print the comparison and write its reports; a fixable error is one line and exit code 2."""
     args = parse_args(argv, description)
     logging.basicConfig(level=logging.WARNING, format="warning: %(message)s")
+    # pandas and the report code load once the options are known: --help and bad options stay instant.
+    from transferlab.compare import (
+        Filters, comparison_table, default_sort_metric, format_table, format_unreadable, scan_runs, write_reports,
+    )
+
     try:
         found = scan_runs(args.root, Filters(tuple(args.tag), args.name, args.sweep))
         runs = found.runs
@@ -49,6 +50,5 @@ def main(argv: list[str] | None = None, description: str = __doc__.splitlines()[
             csv_path, html_path = write_reports(table, args.root, out, sort_by, found.unreadable)
             print(f"\nwrote {csv_path} and {html_path}")
     except TransferlabError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        fail(str(exc))
     return 0

@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 from pathlib import Path
 
 from transferlab.config import BadFilePolicy
-from transferlab.errors import ConfigError, TransferlabError
-from transferlab.predict import OneLineArgumentParser
+from transferlab.commands import OneLineArgumentParser
+from transferlab.errors import ConfigError, TransferlabError, fail
 
 
 def parse_args(argv: list[str] | None, description: str) -> argparse.Namespace:
@@ -66,8 +65,7 @@ def main(argv: list[str] | None = None, description: str = __doc__) -> int:
         if args.csv:
             write_csv(table, args.csv)
     except TransferlabError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        fail(str(exc))
     return 0
 
 

@@ -32,7 +32,8 @@ from typing import TYPE_CHECKING, Callable, Optional
 import numpy as np
 
 from transferlab.errors import CheckpointError, ModelError
-from transferlab.reporting import name_the_file, save_model
+from transferlab.atomic import name_the_file
+from transferlab.reporting import save_model
 
 if TYPE_CHECKING:
     import keras

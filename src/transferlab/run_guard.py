@@ -21,6 +21,7 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
+from transferlab import atomic
 from transferlab.errors import ConfigError, TransferlabError, fail
 from transferlab.repro import redact
 
@@ -221,7 +222,7 @@ def _redact_file(path: Path) -> None:
         return
     cleaned = redact(text)
     if cleaned != text:
-        path.write_text(cleaned)
+        atomic.write_text(path, cleaned)
 
 
 def _drop_hydra_only_folder(folder: Path, resumed: Path, job_name: str) -> None:

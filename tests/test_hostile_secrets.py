@@ -86,3 +86,11 @@ def test_command_line_tracker_params_and_log_records_are_redacted(monkeypatch, t
         logger.removeHandler(handler)
         handler.close()
     assert Path(tmp_path / "job.log").read_text() == f"tracker failed with token {REDACTED}\n"
+
+
+def test_a_password_inside_a_uri_is_redacted_wherever_the_uri_is_recorded():
+    from transferlab.repro import redact
+
+    line = "logger.mlflow.tracking_uri=https://bob:s3cretpw@mlflow.example:5000 db=postgresql://u:pw12345@db/x"
+    assert redact(line) == "logger.mlflow.tracking_uri=https://bob:<redacted>@mlflow.example:5000 db=postgresql://u:<redacted>@db/x"
+    assert redact("http://host:5000/path@v2 and user@example.org") == "http://host:5000/path@v2 and user@example.org"

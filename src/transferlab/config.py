@@ -597,7 +597,7 @@ def _validate_optimizer_and_schedule(cfg: ExperimentConfig) -> None:
                  "must be a positive number of top layers (or all, or a layer name)")
     _require(sch.monitor in MONITORS, "schedule.monitor", sch.monitor, f"must be one of {', '.join(MONITORS)}")
     if sch.mode is not MonitorMode.auto:
-        natural = "min" if sch.monitor.endswith("loss") else "max"
+        natural = natural_mode(sch.monitor)
         _require(sch.mode.value == natural, "schedule.mode", sch.mode.value,
                  f"would keep the worst epoch of {sch.monitor}; use schedule.mode={natural} or auto")
 
@@ -691,7 +691,12 @@ def monitor_mode(cfg: ScheduleConfig) -> str:
     3.15's own `auto` cannot tell for a metric named `accuracy`)."""
     if cfg.mode is not MonitorMode.auto:
         return cfg.mode.value
-    return "min" if cfg.monitor.endswith("loss") else "max"
+    return natural_mode(cfg.monitor)
+
+
+def natural_mode(monitor: str) -> str:
+    """Losses are minimized, accuracies maximized."""
+    return "min" if monitor.endswith("loss") else "max"
 
 
 def _validate_trainer(cfg: ExperimentConfig) -> None:

@@ -88,9 +88,17 @@ def use_real_weights(keras_home: Path) -> None:
 
 def config(data: Path, out: Path, size: int, epochs: int, cache: bool, real: bool, name: str = "", disk: bool = True,
            fine_tune: int = 0):
-    from transferlab.config import (
-        BaselineConfig, BaseModelConfig, DatasetConfig, ExperimentConfig, FineTuneConfig, HeadPhaseConfig,
-        LoggerConfig, PathsConfig, ScheduleConfig, TrainerConfig,
+    from transferlab.config.schema import (
+        BaselineConfig,
+        BaseModelConfig,
+        DatasetConfig,
+        ExperimentConfig,
+        FineTuneConfig,
+        HeadPhaseConfig,
+        LoggerConfig,
+        PathsConfig,
+        ScheduleConfig,
+        TrainerConfig,
     )
 
     base = (BaseModelConfig(name="mobilenet", weights="imagenet", alpha=0.25) if real
@@ -111,12 +119,12 @@ def config(data: Path, out: Path, size: int, epochs: int, cache: bool, real: boo
 
 
 def pipelines(cfg, cache: bool = True):
-    import transferlab.training as training
-    from transferlab.data import build_pipelines
+    from transferlab.data.images import build_pipelines
+    from transferlab.training.setup import plan_data
 
     cfg.dataset.cache = cache
     size = tuple(cfg.dataset.image_size)
-    return build_pipelines(training.plan_data(cfg), cfg.dataset, size, cfg.augmentation, 0)
+    return build_pipelines(plan_data(cfg), cfg.dataset, size, cfg.augmentation, 0)
 
 
 def pipeline_throughput(cfg, model) -> tuple[float, float]:
@@ -138,7 +146,7 @@ def pipeline_throughput(cfg, model) -> tuple[float, float]:
 
 def extraction_pass(model, cfg) -> tuple[float, float]:
     """Seconds of one pass of the frozen base over the training set: cold (fresh), then warm."""
-    from transferlab.features import extract, split_model
+    from transferlab.features.store import extract, split_model
 
     extractor, _ = split_model(model)
     data = pipelines(cfg)
@@ -169,8 +177,8 @@ def main() -> None:
             calibrate_random_base(data, size, out / CALIBRATED)
 
         import transferlab
-        from transferlab.models import load_trained_model
-        from transferlab.reporting import RunSummary
+        from transferlab.models.saved import load_trained_model
+        from transferlab.reporting.summary import RunSummary
 
         def phase1(cache: bool, name: str, disk: bool = True, fine_tune: int = 0) -> tuple[dict, RunSummary]:
             summary = transferlab.train(config(data, out, size, args.epochs, cache, real, name, disk, fine_tune))

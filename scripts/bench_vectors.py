@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from transferlab.vectors import VectorsFile, load_embeddings
+from transferlab.models.vectors import VectorsFile, load_embeddings
 
 
 def write_glove_file(path: Path, words: int, dim: int, seed: int = 0) -> list[str]:

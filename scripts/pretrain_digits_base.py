@@ -12,8 +12,9 @@ import argparse
 import logging
 from pathlib import Path
 
-from transferlab.bases import DIGITS_WEIGHTS_FILE
-from transferlab.config import AugmentationConfig, DatasetConfig
+from transferlab.atomic import replacing
+from transferlab.config.schema import AugmentationConfig, DatasetConfig
+from transferlab.models.bases import DIGITS_WEIGHTS_FILE
 
 SOURCE_CLASSES = ["0", "1", "2", "3", "4"]
 DEFAULT_OUTPUT = Path(__file__).resolve().parents[1] / "src" / "transferlab" / "assets" / DIGITS_WEIGHTS_FILE
@@ -30,8 +31,8 @@ def main() -> None:
 
     import keras
 
-    from transferlab.data import build_pipelines, locate_dataset, plan_dataset
-    from transferlab.models import digits_cnn
+    from transferlab.data.images import build_pipelines, locate_dataset, plan_dataset
+    from transferlab.models.digits import digits_cnn
 
     keras.utils.set_random_seed(args.seed)
     dataset = DatasetConfig(
@@ -52,9 +53,12 @@ def main() -> None:
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=["accuracy"],
     )
-    model.fit(data.train, validation_data=data.validation, epochs=args.epochs, verbose=2)
+    model.fit(data.train_from(0, args.epochs), steps_per_epoch=data.steps_per_epoch, epochs=args.epochs,
+              validation_data=data.validation, verbose=2)
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    base.save_weights(args.output)
+    # Keras picks the format by the name, so the temporary file keeps the `.weights.h5` ending.
+    with replacing(args.output, args.output.with_name(f".{args.output.name}")) as tmp:
+        base.save_weights(tmp)
     print(f"source-task validation accuracy {model.evaluate(data.validation, verbose=0)[1]:.3f}; wrote {args.output}")
 
 

@@ -12,7 +12,6 @@ import pytest
 from hydra import compose, initialize_config_dir
 from PIL import Image
 
-
 ROOT = Path(__file__).resolve().parents[1]
 CONF_DIR = ROOT / "conf"
 TRAIN_SCRIPT = ROOT / "scripts" / "train.py"
@@ -43,7 +42,7 @@ def base_weights(tmp_path_factory) -> Path:
     """A digits_cnn base saved the way a user's own weights file would be."""
     import keras
 
-    from transferlab.models import digits_cnn
+    from transferlab.models.digits import digits_cnn
 
     keras.utils.set_random_seed(0)
     path = tmp_path_factory.mktemp("weights") / "tiny_base.weights.h5"

@@ -6,12 +6,12 @@ import subprocess
 import sys
 
 import pytest
+from conftest import CONF_DIR, ROOT, TRAIN_SCRIPT, compose_config, run_train_script
 from omegaconf import OmegaConf
 
-from conftest import CONF_DIR, ROOT, TRAIN_SCRIPT, compose_config, run_train_script
-from transferlab.bases import BASES, get_base_spec, resolve_weights
-from transferlab.config import to_experiment_config
+from transferlab.config.convert import to_experiment_config
 from transferlab.errors import ConfigError
+from transferlab.models.bases import BASES, get_base_spec, resolve_weights
 
 
 def _imports(args: list[str]) -> tuple[subprocess.CompletedProcess, set[str]]:

@@ -8,12 +8,12 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from conftest import write_class_images
 from PIL import Image
 
-from conftest import write_class_images
-from transferlab.builtin_datasets import write_builtin_dataset
-from transferlab.config import BadFilePolicy, DatasetConfig
-from transferlab.data import check_images, locate_dataset, plan_dataset
+from transferlab.config.schema import BadFilePolicy, DatasetConfig
+from transferlab.data.builtin import write_builtin_dataset
+from transferlab.data.images import check_images, locate_dataset, plan_dataset
 from transferlab.errors import ConfigError, DataError
 
 
@@ -105,9 +105,9 @@ def test_unreadable_images_are_skipped_and_counted_when_asked(folder_with_bad_fi
 def test_images_in_other_modes_and_formats_are_used_as_rgb(tmp_path, base_weights):
     """Grayscale, RGBA, palette, 16-bit, CMYK, BMP, GIF, TIFF, WebP and a large photo all train."""
     import numpy as np
+    from conftest import compose_config, tiny_overrides
 
     import transferlab
-    from conftest import compose_config, tiny_overrides
 
     root = write_class_images(tmp_path / "d", 6)
     rng = np.random.default_rng(0)

@@ -13,12 +13,13 @@ import socket
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from conftest import compose_config, run_train_script, tiny_overrides
 
 import transferlab
-from conftest import compose_config, run_train_script, tiny_overrides
-from transferlab.config import TrainerConfig, to_experiment_config
-from transferlab.distribute import worker_role
+from transferlab.config.convert import to_experiment_config
+from transferlab.config.schema import TrainerConfig
 from transferlab.errors import ConfigError
+from transferlab.training.distribute import worker_role
 
 FINGERPRINT = re.compile(r"final weights fingerprint ([0-9a-f]{16}) \((.+?)\)")
 RESULT_FILES = ("model.keras", "best.keras", "summary.json", "history.csv", "checkpoints", "plots", "tensorboard")
@@ -70,8 +71,8 @@ def test_multi_worker_without_tf_config_fails_before_anything_is_written(image_f
 
 
 def test_every_configurable_strategy_has_a_factory():
-    from transferlab.config import STRATEGIES
-    from transferlab.distribute import _STRATEGY_FACTORIES
+    from transferlab.config.schema import STRATEGIES
+    from transferlab.training.distribute import _STRATEGY_FACTORIES
 
     assert set(_STRATEGY_FACTORIES) == set(STRATEGIES)
 
@@ -100,7 +101,7 @@ def test_shim_targets_are_the_upstream_functions_it_was_written_for():
     """Fails when Keras changes what the multi-worker shim replaces: re-check keras-team/keras#20585 then."""
     from keras.src.backend.tensorflow import trainer
 
-    from transferlab import keras_compat
+    from transferlab.compat import keras as keras_compat
 
     assert keras_compat.keras_version()[:2] in keras_compat.VERIFIED_VERSIONS, (
         f"keras {keras_compat.keras_version()} is new: check whether {keras_compat.ISSUE} is fixed, then drop "
@@ -116,7 +117,7 @@ def test_shim_targets_are_the_upstream_functions_it_was_written_for():
 
 
 def test_shim_runs_unpatched_on_a_newer_keras_and_refuses_changed_upstream_code(monkeypatch, caplog):
-    from transferlab import keras_compat
+    from transferlab.compat import keras as keras_compat
     from transferlab.errors import TrainingError
 
     patched = []
@@ -133,7 +134,7 @@ def test_shim_runs_unpatched_on_a_newer_keras_and_refuses_changed_upstream_code(
 
 
 def test_tpu_strategy_without_a_tpu_is_a_clear_error(monkeypatch):
-    from transferlab.distribute import start_distribution
+    from transferlab.training.distribute import start_distribution
 
     monkeypatch.setenv("TPU_NAME", "local")  # a TPU VM's own TPU; connecting to it is a no-op without one
     with pytest.raises(ConfigError, match=r"^trainer.strategy=tpu found no TPU at 'local' \(.+\); run on a TPU VM"):
@@ -191,8 +192,8 @@ def test_mixed_float16_trains_and_saves_a_model_with_float32_outputs(image_folde
     import numpy as np
     from keras.src.backend.tensorflow import trainer
 
-    from transferlab import keras_compat
-    from transferlab.models import load_trained_model
+    from transferlab.compat import keras as keras_compat
+    from transferlab.models.saved import load_trained_model
 
     out = tmp_path / "run"
     cfg = compose_config(tiny_overrides(image_folder, out, base_weights, "trainer.precision=mixed_float16"))
@@ -210,9 +211,10 @@ def test_mixed_float16_trains_and_saves_a_model_with_float32_outputs(image_folde
 
 
 def test_jit_compile_reaches_keras_compile():
-    from transferlab.config import BaseModelConfig, HeadConfig, OptimizerConfig
-    from transferlab.models import TaskSpec, build_model
-    from transferlab.schedule import compile_model
+    from transferlab.config.schema import BaseModelConfig, HeadConfig, OptimizerConfig
+    from transferlab.models.heads import TaskSpec
+    from transferlab.models.image import build_model
+    from transferlab.training.optimizers import compile_model
 
     task = TaskSpec((16, 16), 3)
     model = build_model(BaseModelConfig(name="digits_cnn", weights=None), HeadConfig(), task)
@@ -223,7 +225,7 @@ def test_jit_compile_reaches_keras_compile():
 
 @pytest.mark.slow
 def test_jit_compile_trains_with_xla(image_folder, base_weights, tmp_path):
-    from transferlab.models import load_trained_model
+    from transferlab.models.saved import load_trained_model
 
     out = tmp_path / "run"
     overrides = tiny_overrides(image_folder, out, base_weights, "trainer.jit_compile=true", "schedule.head.epochs=0",

@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import compose_config, tiny_overrides, write_class_images
 
 import transferlab
-import transferlab.features as features
-from conftest import compose_config, tiny_overrides, write_class_images
+from transferlab.features import store as features
 
 
 def run(data: Path, out: Path, weights, *extra: str):
@@ -61,7 +61,7 @@ def test_one_run_extracts_each_split_once_and_a_rerun_reads_them_from_disk(image
 def test_a_changed_image_or_other_base_weights_are_extracted_again(base_weights, tmp_path, extractions):
     import keras
 
-    from transferlab.models import digits_cnn
+    from transferlab.models.digits import digits_cnn
 
     data = write_class_images(tmp_path / "pets", 14)
     run(data, tmp_path / "first", base_weights)

@@ -7,14 +7,19 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import (
+    assert_accepted_or_one_line,
+    compose_config,
+    run_train_script,
+    tiny_overrides,
+)
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import transferlab
-from conftest import assert_accepted_or_one_line, compose_config, run_train_script, tiny_overrides
-from transferlab.config import to_experiment_config
+from transferlab.config.convert import to_experiment_config
 from transferlab.errors import TrainingError, TransferlabError
-from transferlab.training import check_model_config
+from transferlab.training.setup import check_model_config
 
 KEYS = [
     "dataset.batch_size", "dataset.image_size", "dataset.validation_split", "dataset.test_split",
@@ -41,7 +46,7 @@ def test_any_override_is_accepted_or_refused_with_one_clear_line(pairs):
 def test_non_finite_loss_stops_the_run_and_marks_it_failed(image_folder, tmp_path):
     import keras
 
-    from transferlab.models import digits_cnn
+    from transferlab.models.digits import digits_cnn
 
     base = digits_cnn(input_shape=(16, 16, 3))
     kernel = base.get_layer("block1_conv").kernel

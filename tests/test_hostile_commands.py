@@ -13,11 +13,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import ROOT, compose_config, tiny_overrides, write_class_images
 from PIL import Image
 
 import transferlab
-from conftest import ROOT, compose_config, tiny_overrides, write_class_images
-from transferlab.config import BadFilePolicy
+from transferlab.config.schema import BadFilePolicy
 from transferlab.errors import ConfigError, DataError, ModelError
 
 SIZE = (16, 16)
@@ -87,8 +87,9 @@ def every_format(folder: Path) -> list[Path]:
 
 
 def test_predict_reads_every_image_training_reads_with_the_same_pixels(image_run, tmp_path):
-    from transferlab.data import _inspect, _load_image
-    from transferlab.predict import predict_with_run, read_image
+    from transferlab.data.images import _inspect, _load_image
+    from transferlab.predict.inputs import read_image
+    from transferlab.predict.run import predict_with_run
 
     files = every_format(tmp_path / "photos")
     rows = pd.DataFrame(predict_with_run(image_run, [str(tmp_path / "photos")], k=2))
@@ -101,7 +102,7 @@ def test_predict_reads_every_image_training_reads_with_the_same_pixels(image_run
 
 
 def test_unreadable_images_stop_or_are_skipped_and_counted_like_on_bad_file(image_run, tmp_path, caplog):
-    from transferlab.predict import predict_with_run
+    from transferlab.predict.run import predict_with_run
 
     folder = tmp_path / "mixed"
     folder.mkdir()
@@ -121,7 +122,7 @@ def test_unreadable_images_stop_or_are_skipped_and_counted_like_on_bad_file(imag
 
 
 def test_inputs_of_the_wrong_kind_for_the_model_are_refused_by_name(image_run, text_run, tmp_path):
-    from transferlab.predict import predict_with_run
+    from transferlab.predict.run import predict_with_run
 
     table, empty, picture = tmp_path / "texts.csv", tmp_path / "empty", tmp_path / "p.png"
     table.write_text("text\nfine film\n")
@@ -143,7 +144,7 @@ def test_inputs_of_the_wrong_kind_for_the_model_are_refused_by_name(image_run, t
 
 
 def test_text_model_reads_tables_and_text_files_and_treats_empty_texts_like_on_bad_file(text_run, tmp_path):
-    from transferlab.predict import predict_with_run
+    from transferlab.predict.run import predict_with_run
 
     (tmp_path / "a.tsv").write_text("review\tlabel\ngood film\t1\n\t0\n")
     (tmp_path / "b.txt").write_text("awful\n\ngreat\n")
@@ -162,7 +163,7 @@ def test_text_model_reads_tables_and_text_files_and_treats_empty_texts_like_on_b
 
 
 def test_broken_run_folders_are_named_with_what_is_wrong(image_run, tmp_path):
-    from transferlab.predict import load_run
+    from transferlab.predict.run import load_run
 
     failed, damaged, mismatched = (tmp_path / name for name in ("failed", "damaged", "mismatched"))
     failed.mkdir()
@@ -226,7 +227,7 @@ def test_compare_lists_broken_run_folders_as_unreadable_and_compares_the_others(
 
 
 def test_compare_refuses_only_when_no_run_is_readable(image_run, tmp_path):
-    from transferlab.compare import scan_runs, write_reports
+    from transferlab.reporting.compare import scan_runs, write_reports
 
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataError, match="no runs under '.*empty' .*pass the outputs folder"):
@@ -261,7 +262,9 @@ def test_extract_script_names_the_closest_key_for_an_unknown_one(tmp_path):
 
 
 def test_the_flags_the_cli_knows_are_hydras_own():
-    from hydra._internal.utils import get_args_parser  # upstream's parser: this fails loudly if it moves
+    from hydra._internal.utils import (
+        get_args_parser,  # upstream's parser: this fails loudly if it moves
+    )
 
     from transferlab.cli import HYDRA_FLAGS
 
@@ -283,7 +286,7 @@ def test_an_unknown_flag_is_one_line_with_a_did_you_mean(capsys):
 def test_texts_from_stdin_or_an_unreadable_file_never_end_in_a_traceback(tmp_path, monkeypatch):
     import io
 
-    from transferlab.predict import read_texts
+    from transferlab.predict.inputs import read_texts
 
     monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(b"a good film\n\xff not utf-8\n\n")))
     assert read_texts(["-"], "text") == ["a good film", "\ufffd not utf-8"]

@@ -6,14 +6,15 @@ from __future__ import annotations
 import logging
 
 import pytest
+from conftest import assert_accepted_or_one_line, compose_config, tiny_overrides
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import assert_accepted_or_one_line, compose_config, tiny_overrides
-from transferlab import config as config_module
-from transferlab.config import ACTIVATIONS, physical_memory, to_experiment_config
+from transferlab.config import validate as config_module
+from transferlab.config.convert import to_experiment_config
+from transferlab.config.validate import ACTIVATIONS, physical_memory
 from transferlab.errors import ConfigError
-from transferlab.training import checked_setup
+from transferlab.training.setup import checked_setup
 
 IMAGES = ["paths.output_dir=unused"]
 TEXT = ["dataset=text_csv", "dataset.path=t.csv", "base_model=random_embedding", "head=conv", "paths.output_dir=unused"]

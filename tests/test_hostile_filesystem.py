@@ -13,13 +13,13 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import ROOT, TRAIN_SCRIPT, compose_config, tiny_overrides
 
 import transferlab
-from conftest import ROOT, TRAIN_SCRIPT, compose_config, tiny_overrides
-from transferlab import training
-from transferlab.checkpoints import load_checkpoint
+from transferlab.training import recipe as training
+from transferlab.atomic import save_model
 from transferlab.errors import StorageError
-from transferlab.reporting import save_model
+from transferlab.training.checkpoints import load_checkpoint
 
 # Above every small file a run writes (config, logs, state and RNG JSON, cached features), below a model file (~1 MB).
 FILE_SIZE_LIMIT = 256 * 1024

@@ -8,10 +8,10 @@ import zlib
 from pathlib import Path
 
 import pytest
-
 from conftest import write_class_images
-from transferlab.config import BadFilePolicy, DatasetConfig
-from transferlab.data import check_images, locate_dataset, plan_dataset
+
+from transferlab.config.schema import BadFilePolicy, DatasetConfig
+from transferlab.data.images import check_images, locate_dataset, plan_dataset
 from transferlab.errors import DataError
 
 

@@ -12,11 +12,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import compose_config, tiny_overrides
 
 import transferlab
-from conftest import compose_config, tiny_overrides
-from transferlab.checkpoints import ScheduleState, load_checkpoint, save_checkpoint
 from transferlab.errors import CheckpointError
+from transferlab.training.checkpoints import (
+    ScheduleState,
+    load_checkpoint,
+    save_checkpoint,
+)
 
 
 class Planted:
@@ -40,7 +44,7 @@ def test_resume_runs_nothing_from_the_run_folder_and_falls_back_past_a_planted_n
     latest = load_checkpoint(run_dir / "checkpoints").folder
     np.savez(latest / "early_stopping_best.npz", w0=np.array([Planted(marker)], dtype=object))  # pickled inside
 
-    with caplog.at_level(logging.WARNING, logger="transferlab.checkpoints"):
+    with caplog.at_level(logging.WARNING, logger="transferlab.training.checkpoints"):
         summary = transferlab.train(compose_config([*args, f"resume={run_dir}"]))
     assert not marker.exists(), "resume unpickled a file from the run folder"
     assert summary.status == "completed"
@@ -92,11 +96,11 @@ def test_a_damaged_checkpoint_falls_back_to_the_previous_one_and_then_is_one_lin
     root = tmp_path / "checkpoints"
     _two_checkpoints(root, frozen_base)
     damage(root / "epoch-0002")
-    with caplog.at_level(logging.WARNING, logger="transferlab.checkpoints"):
+    with caplog.at_level(logging.WARNING, logger="transferlab.training.checkpoints"):
         checkpoint = load_checkpoint(root)
     assert checkpoint.state.epoch == fallback and checkpoint.folder.name == f"epoch-{fallback:04d}"
     assert checkpoint.frozen_base or checkpoint.load_model().count_params() == 9
-    warnings = [r.getMessage() for r in caplog.records if r.name == "transferlab.checkpoints"]
+    warnings = [r.getMessage() for r in caplog.records if r.name == "transferlab.training.checkpoints"]
     assert len(warnings) == 1 and named in warnings[0] and "\n" not in warnings[0]
     assert f"resuming from the checkpoint epoch-{fallback:04d}" in warnings[0]
 

@@ -10,17 +10,24 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import CONF_DIR, ROOT, compose_config, run_train_script, tiny_overrides
 from hydra import compose, initialize_config_dir
 from hydra.core.utils import JobReturn
 from omegaconf import DictConfig, OmegaConf
 
 import transferlab
-from conftest import CONF_DIR, ROOT, compose_config, run_train_script, tiny_overrides
-from transferlab.config import to_experiment_config
+from transferlab.config.convert import to_experiment_config
 from transferlab.errors import ConfigError
-from transferlab.run_guard import LOCK_FILE, RunGuard, check_run_dir, check_sweep_dir, note_resumed, release
-from transferlab.runs import prepare_run_dir
-from transferlab.training import extract_features
+from transferlab.features.extract import extract_features
+from transferlab.training.run_guard import (
+    LOCK_FILE,
+    RunGuard,
+    check_run_dir,
+    check_sweep_dir,
+    note_resumed,
+    release,
+)
+from transferlab.training.runs import prepare_run_dir
 
 
 def hydra_config(*overrides: str) -> DictConfig:
@@ -99,7 +106,7 @@ def test_an_unusable_or_used_run_or_sweep_folder_is_one_line_and_a_resume_may_us
     assert not (run / LOCK_FILE).exists()
 
 
-HOLDER = "import sys; from pathlib import Path; from transferlab.run_guard import claim\n" \
+HOLDER = "import sys; from pathlib import Path; from transferlab.training.run_guard import claim\n" \
          "[claim(Path(p)) for p in sys.argv[1:]]; print('ready', flush=True); sys.stdin.read()"
 
 

@@ -7,11 +7,11 @@ import logging
 from pathlib import Path
 
 import yaml
-
 from conftest import run_train_script, tiny_overrides
+
 from transferlab.repro import REDACTED, environment_info, redact
-from transferlab.run_guard import RedactingFilter
-from transferlab.tracking import NoOpTracker, Trackers
+from transferlab.tracking.base import NoOpTracker, Trackers
+from transferlab.training.run_guard import RedactingFilter
 
 
 def test_a_token_given_on_the_command_line_or_in_the_environment_is_in_no_file(image_folder, base_weights, tmp_path):

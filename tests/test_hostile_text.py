@@ -8,11 +8,12 @@ import os
 from pathlib import Path
 
 import pytest
-
 from conftest import SHARED_DATA, compose_config
-from transferlab.config import BadFilePolicy, DatasetConfig, DatasetKind, to_experiment_config
+
+from transferlab.config.convert import to_experiment_config
+from transferlab.config.schema import BadFilePolicy, DatasetConfig, DatasetKind
+from transferlab.data.text import plan_text_data
 from transferlab.errors import DataError
-from transferlab.text import plan_text_data
 
 SHARED_CSV = SHARED_DATA / "sentiment" / "sentiment.csv"
 ROWS = [(f"a {'good' if i % 2 else 'bad'} thing, number {i}", i % 2) for i in range(40)]
@@ -48,7 +49,7 @@ def refused(cfg: DatasetConfig, tmp_path: Path) -> str:
 @pytest.mark.skipif(not SHARED_CSV.is_file(), reason="needs the shared real sentiment data")
 @pytest.mark.parametrize("extra", [[], ["dataset.label_column=sentiment"]])
 def test_the_glove_preset_reads_the_tutorials_csv(extra, caplog):
-    with caplog.at_level(logging.INFO, logger="transferlab.text"):
+    with caplog.at_level(logging.INFO, logger="transferlab.data"):
         plan = plan_text_data(preset(SHARED_CSV, *extra), "unused", 0)
     assert plan.class_names == ["0", "1"] and sum(plan.counts().values()) == 2000
     assert any("reading it with ','" in r.getMessage() for r in caplog.records)

@@ -11,11 +11,12 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import compose_config, tiny_overrides
 
 import transferlab
-from conftest import compose_config, tiny_overrides
-from transferlab.config import to_experiment_config
-from transferlab.tracking import StoreUnreachable, check_mlflow_store, open_trackers
+from transferlab.config.convert import to_experiment_config
+from transferlab.tracking.stores import StoreUnreachable, check_mlflow_store
+from transferlab.tracking.trackers import open_trackers
 
 
 def closed_port() -> int:
@@ -33,7 +34,7 @@ def unwritable_sqlite(tmp_path: Path) -> str:
 
 
 def tracker_warnings(caplog) -> list[str]:
-    return [r.getMessage() for r in caplog.records if r.name == "transferlab.tracking" and r.levelno == logging.WARNING]
+    return [r.getMessage() for r in caplog.records if r.name.startswith("transferlab.tracking") and r.levelno == logging.WARNING]
 
 
 def test_run_with_an_unwritable_mlflow_store_finishes_with_every_local_result(

@@ -6,12 +6,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import compose_config
-from transferlab.config import to_experiment_config
+
+from transferlab.config.convert import to_experiment_config
 from transferlab.errors import DataError
-from transferlab.training import check_text_config
-from transferlab.vectors import VectorsFile, load_embeddings
+from transferlab.models.vectors import VectorsFile, load_embeddings
+from transferlab.training.setup import check_text_config
 
 VOCABULARY = ["", "[UNK]", "good", "bad", "movie"]
 

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import pytest
+from conftest import compose_config, run_train_script, tiny_overrides
 from hydra.errors import HydraException
 
-from conftest import compose_config, run_train_script, tiny_overrides
-from transferlab.bases import DIGITS_WEIGHTS_FILE, WeightsKind, get_base_spec, resolve_weights
 from transferlab.cli import describe_config_error
-from transferlab.config import to_experiment_config
+from transferlab.config.convert import to_experiment_config
 from transferlab.errors import ConfigError, ModelError
-from transferlab.training import check_model_config
+from transferlab.models.bases import (
+    DIGITS_WEIGHTS_FILE,
+    WeightsKind,
+    get_base_spec,
+    resolve_weights,
+)
+from transferlab.training.setup import check_model_config
 
 
 def configured(*overrides: str):
@@ -58,7 +63,7 @@ def test_weights_that_cannot_work_are_refused_before_anything_is_built(weights, 
 
 
 def _build_base(weights: str):
-    from transferlab.models import build_base
+    from transferlab.models.image import build_base
 
     cfg = configured("base_model=digits_cnn", f"base_model.weights={weights}")
     return build_base(get_base_spec("digits_cnn"), cfg.base_model, (16, 16))
@@ -101,7 +106,7 @@ def test_the_command_line_prints_one_line_for_a_corrupt_weights_file(image_folde
 
 
 def test_tensorflow_start_up_chatter_is_held_back_and_anything_else_passed_on(capsys):
-    from transferlab.tf_runtime import _pass_on
+    from transferlab.compat.tensorflow import _pass_on
 
     _pass_on(
         "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n"

@@ -16,7 +16,6 @@ import zipfile
 from pathlib import Path
 
 import pytest
-
 from conftest import ROOT
 
 SOURCES = ("pyproject.toml", "README.md", "conf", "src")
@@ -126,7 +125,7 @@ def test_the_installed_wheel_trains_predicts_and_compares_from_an_empty_folder(t
     work.mkdir()
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "TRANSFERLAB_DATA_DIR", "HYDRA_FULL_ERROR")}
     env["PATH"] = f"{bin_dir}{os.pathsep}{env.get('PATH', '')}"
-    probe = ("import transferlab\nfrom transferlab.bases import DIGITS_WEIGHTS_FILE, asset_path\n"
+    probe = ("import transferlab\nfrom transferlab.models.bases import DIGITS_WEIGHTS_FILE, asset_path\n"
              "print(transferlab.__file__)\nprint(asset_path(DIGITS_WEIGHTS_FILE))")
     where = run([bin_dir / "python", "-c", probe], work, env)
     package, asset = map(Path, where.stdout.split())

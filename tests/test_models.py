@@ -4,13 +4,22 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from conftest import write_class_images
-from transferlab.bases import BASES, SAVED_MODEL
-from transferlab.config import AugmentationConfig, BaseModelConfig, DatasetConfig, HeadConfig, OptimizerConfig, OptimizerName
-from transferlab.data import build_pipelines, plan_dataset
+
+from transferlab.config.schema import (
+    AugmentationConfig,
+    BaseModelConfig,
+    DatasetConfig,
+    HeadConfig,
+    OptimizerConfig,
+    OptimizerName,
+)
+from transferlab.data.images import build_pipelines, plan_dataset
 from transferlab.errors import ModelError
-from transferlab.models import TaskSpec, build_model, get_base
+from transferlab.models.bases import BASES, SAVED_MODEL
+from transferlab.models.heads import TaskSpec
+from transferlab.models.image import build_model
+from transferlab.models.saved import get_base
 
 
 def _build(name: str, size: int, num_classes: int = 3, **base):
@@ -69,7 +78,7 @@ def test_binary_task_has_one_logit_and_hidden_layers_are_added():
     [(OptimizerName.adam, "Adam", {}), (OptimizerName.adamw, "AdamW", {"weight_decay": 0.01}), (OptimizerName.sgd, "SGD", {})],
 )
 def test_optimizers_get_the_phase_learning_rate(name, cls, extra):
-    from transferlab.schedule import make_optimizer
+    from transferlab.training.optimizers import make_optimizer
 
     optimizer = make_optimizer(OptimizerConfig(name=name, **extra), 3e-4)
     assert type(optimizer).__name__ == cls
@@ -120,8 +129,8 @@ def test_one_pass_test_metrics_equal_keras_evaluate(num_classes):
     import keras
     import tensorflow as tf
 
-    from transferlab.reporting import evaluate_test
-    from transferlab.schedule import compile_model
+    from transferlab.reporting.evaluation import evaluate_test
+    from transferlab.training.optimizers import compile_model
 
     keras.utils.set_random_seed(0)
     model = keras.Sequential([keras.Input((5,)), keras.layers.Dense(1 if num_classes == 2 else num_classes)])

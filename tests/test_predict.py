@@ -10,9 +10,9 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import ROOT, compose_config, tiny_overrides, write_class_images
 
 import transferlab
-from conftest import ROOT, compose_config, tiny_overrides, write_class_images
 
 
 @pytest.fixture(scope="module")
@@ -54,8 +54,9 @@ def test_predict_script_ranks_classes_with_probabilities(three_class_run, tmp_pa
 
 
 def test_predictions_in_small_batches_match_one_pass_over_all_images(three_class_run):
-    from transferlab.models import load_trained_model
-    from transferlab.predict import image_files, load_images, predict_with_run, probabilities
+    from transferlab.models.saved import load_trained_model
+    from transferlab.predict.inputs import image_files, load_images
+    from transferlab.predict.run import predict_with_run, probabilities
 
     data, out, _ = three_class_run
     rows = pd.DataFrame(predict_with_run(out, [str(data / "a"), str(data / "c")], k=3, batch_size=3))  # 20 = 6 x 3 + 2
@@ -68,7 +69,7 @@ def test_predictions_in_small_batches_match_one_pass_over_all_images(three_class
 
 
 def test_probabilities_sum_to_one_for_binary_and_multiclass():
-    from transferlab.predict import probabilities
+    from transferlab.predict.run import probabilities
 
     binary = probabilities(np.array([[0.0], [3.0], [-2.0]]))
     multi = probabilities(np.array([[1.0, 2.0, 3.0], [0.0, 0.0, 0.0]]))
@@ -106,7 +107,7 @@ def test_extract_script_saves_pooled_features_and_the_baseline(image_folder, bas
 
 
 def test_features_export_as_parquet_rows_matching_the_npz_arrays(image_folder, base_weights, tmp_path):
-    from transferlab.training import extract_features
+    from transferlab.features.extract import extract_features
 
     def extract(fmt: str) -> dict:
         return extract_features(compose_config(tiny_overrides(image_folder, tmp_path / fmt, base_weights, f"extract.format={fmt}")))
@@ -133,10 +134,10 @@ def test_imagenet_classifier_ranks_named_classes_from_the_keras_cache(tmp_path, 
     import h5py
     import keras
     from keras.src.applications import imagenet_utils
-    from keras.src.legacy.saving import legacy_h5_format
     from keras.src.backend import config as keras_config
+    from keras.src.legacy.saving import legacy_h5_format
 
-    from transferlab.predict import predict_with_imagenet
+    from transferlab.predict.imagenet import predict_with_imagenet
 
     models = tmp_path / "keras_home" / "models"
     models.mkdir(parents=True)

@@ -19,13 +19,13 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from conftest import ROOT, compose_config, run_train_script, write_class_images
 from hydra import compose, initialize_config_dir
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
-from conftest import ROOT, compose_config, run_train_script, write_class_images
-from transferlab.config import to_experiment_config
-from transferlab.training import checked_setup
+from transferlab.config.convert import to_experiment_config
+from transferlab.training.setup import checked_setup
 
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
 SAMPLE_RUN = "outputs/default/2026-11-29_10-00-00_3f9a2c"  # the run folder the examples name

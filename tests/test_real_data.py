@@ -6,7 +6,6 @@ import json
 import shutil
 
 import pytest
-
 from conftest import SHARED_DATA, run_train_script
 
 CATS_DOGS = SHARED_DATA / "cats_dogs"

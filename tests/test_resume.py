@@ -13,10 +13,20 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import (
+    ROOT,
+    TRAIN_SCRIPT,
+    run_train_script,
+    tiny_overrides,
+    write_class_images,
+)
 
-from conftest import ROOT, TRAIN_SCRIPT, run_train_script, tiny_overrides, write_class_images
-from transferlab.checkpoints import ScheduleState, load_checkpoint, save_checkpoint
 from transferlab.errors import ModelError
+from transferlab.training.checkpoints import (
+    ScheduleState,
+    load_checkpoint,
+    save_checkpoint,
+)
 
 METRICS = ["loss", "accuracy", "val_loss", "val_accuracy"]
 
@@ -110,7 +120,7 @@ def test_run_killed_in_the_cached_head_phase_resumes_to_the_same_run(slow_folder
     got = pd.read_csv(killed_dir / "history.csv")
     assert list(got["phase"]) == list(expected["phase"]) == ["head"] * 15 + ["fine_tune"]
     np.testing.assert_allclose(got[METRICS].to_numpy(), expected[METRICS].to_numpy(), rtol=0, atol=1e-6)
-    from transferlab.models import load_trained_model
+    from transferlab.models.saved import load_trained_model
 
     for name in ("model.keras", "best.keras"):
         ours = load_trained_model(str(killed_dir / name)).get_weights()
@@ -122,7 +132,7 @@ def test_run_killed_in_the_cached_head_phase_resumes_to_the_same_run(slow_folder
 def test_run_killed_in_fine_tuning_before_it_beat_the_head_phase_keeps_that_best(slow_folder, base_weights, tmp_path):
     """The head phase's best is not written while fine-tuning may still beat it; killed in between, the
     checkpoint holds it, and the resumed run writes it on the pretrained base rebuilt from the config."""
-    from transferlab.models import load_trained_model
+    from transferlab.models.saved import load_trained_model
 
     # Validation accuracy reaches 1.0 in the head phase, which fine-tuning cannot beat.
     args = overrides(slow_folder, base_weights, "schedule.head.epochs=8", "schedule.monitor=val_accuracy")
@@ -222,7 +232,7 @@ def _frozen_base_classifier(path: Path):
     """A tiny compiled classifier whose base is the layer `base`, and the best-model callback over it."""
     import keras
 
-    from transferlab.schedule import BestModelCheckpoint
+    from transferlab.training.callbacks import BestModelCheckpoint
 
     inputs = keras.Input((2,))
     base = keras.Sequential([keras.Input((2,)), keras.layers.Dense(2)], name="base")
@@ -238,7 +248,7 @@ def _shift(layer, by: float) -> None:
 
 
 def test_the_head_phase_best_is_written_only_when_fine_tuning_never_beats_it(tmp_path):
-    from transferlab.models import load_trained_model
+    from transferlab.models.saved import load_trained_model
 
     model, best = _frozen_base_classifier(tmp_path / "best.keras")
     pretrained = [w.copy() for w in model.get_layer("base").get_weights()]
@@ -264,7 +274,7 @@ def test_the_head_phase_best_is_written_only_when_fine_tuning_never_beats_it(tmp
 
 
 def test_fine_tuning_that_improves_replaces_the_pending_head_phase_best(tmp_path):
-    from transferlab.models import load_trained_model
+    from transferlab.models.saved import load_trained_model
 
     model, best = _frozen_base_classifier(tmp_path / "best.keras")
     best.begin_phase(frozen_base=True, last=False)
@@ -299,7 +309,7 @@ def test_same_seed_gives_identical_runs_and_the_rerun_command_repeats_a_run(imag
     first_history, again_history = (pd.read_csv(d / "history.csv").drop(columns="epoch_time_s") for d in (first, again))
     pd.testing.assert_frame_equal(first_history, again_history, check_exact=True)
     assert json.loads((again / "summary.json").read_text())["data_fingerprint"] == summary["data_fingerprint"]
-    from transferlab.models import load_trained_model
+    from transferlab.models.saved import load_trained_model
 
     for a, b in zip(load_trained_model(str(first / "model.keras")).get_weights(),
                     load_trained_model(str(again / "model.keras")).get_weights(), strict=True):

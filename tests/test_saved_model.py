@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import compose_config, run_train_script, tiny_overrides
 
 import transferlab
-from conftest import compose_config, run_train_script, tiny_overrides
 from transferlab.errors import ConfigError, ModelError
 
 
@@ -42,7 +42,7 @@ def test_saved_model_base_trains_both_phases_and_the_model_reloads(image_folder,
     assert summary["status"] == "completed" and set(summary["phases"]) == {"head", "fine_tune"}
     assert summary["phases"]["head"]["feature_extraction_s"] > 0  # phase 1 ran on cached features
 
-    from transferlab.models import load_trained_model
+    from transferlab.models.saved import load_trained_model
 
     model = load_trained_model(str(out / "model.keras"))
     original = keras.layers.TFSMLayer(str(exported_base)).get_weights()
@@ -103,7 +103,8 @@ def test_only_the_saved_model_the_run_configured_is_trusted_on_reload(exported_b
     """A planted model file that names another SavedModel directory would run that graph: safe mode refuses it."""
     import shutil
 
-    from transferlab.models import _load_saved_model_base, load_trained_model
+    from transferlab.models.image import _load_saved_model_base
+    from transferlab.models.saved import load_trained_model
 
     other = tmp_path / "other_graph"
     shutil.copytree(exported_base, other)

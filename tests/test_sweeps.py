@@ -10,7 +10,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-
 from conftest import run_train_script, tiny_overrides
 
 pytest.importorskip("hydra_plugins.hydra_optuna_sweeper", reason="needs the sweeps extra")
@@ -35,7 +34,7 @@ def nan_weights(tmp_path_factory) -> Path:
     """Base weights that make the first training loss NaN."""
     import keras
 
-    from transferlab.models import digits_cnn
+    from transferlab.models.digits import digits_cnn
 
     base = digits_cnn(input_shape=(16, 16, 3))
     kernel = base.get_layer("block1_conv").kernel
@@ -162,7 +161,7 @@ def test_a_continued_study_draws_what_an_uninterrupted_one_would(tmp_path, batch
     through the random start-up trials (2) and TPE's own draws after them."""
     import optuna
 
-    from transferlab.trial_journal import open_study, replay_sampler
+    from transferlab.sweeps.trial_journal import open_study, replay_sampler
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
 

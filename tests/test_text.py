@@ -11,15 +11,20 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import SHARED_DATA, compose_config
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import transferlab
-from conftest import SHARED_DATA, compose_config
-from transferlab.config import BadFilePolicy, DatasetConfig, DatasetKind
+from transferlab.config.schema import BadFilePolicy, DatasetConfig, DatasetKind
+from transferlab.data.text import plan_text_data
 from transferlab.errors import ConfigError, DataError, TransferlabError
-from transferlab.text import plan_text_data
-from transferlab.vectors import VectorsFile, load_embeddings, locate_vectors, parse_vectors
+from transferlab.models.vectors import (
+    VectorsFile,
+    load_embeddings,
+    locate_vectors,
+    parse_vectors,
+)
 
 POSITIVE = ["good", "great", "superb", "lovely", "excellent", "fine", "nice", "happy"]
 NEGATIVE = ["bad", "awful", "poor", "terrible", "boring", "sad", "ugly", "broken"]
@@ -226,7 +231,7 @@ def test_fasttext_header_gzip_and_zip_member_load_alike(tmp_path, name, header):
             zf.writestr("glove.16d.txt", "unused 1\n")
     else:
         write_vectors(tmp_path / name, vectors, header=header)
-    from transferlab.config import BaseModelConfig
+    from transferlab.config.schema import BaseModelConfig
 
     found = locate_vectors(BaseModelConfig(name="glove", path=str(tmp_path / name), dim=8), str(tmp_path))
     embeddings = load_embeddings(found, 8, ["", "[UNK]", "nice", "movie"], tmp_path / "cache")
@@ -235,7 +240,7 @@ def test_fasttext_header_gzip_and_zip_member_load_alike(tmp_path, name, header):
 
 
 def test_vectors_url_is_downloaded_once(tmp_path):
-    from transferlab.config import BaseModelConfig
+    from transferlab.config.schema import BaseModelConfig
 
     source = write_vectors(tmp_path / "glove.mini.8d.txt", word_vectors(8))
     cfg = BaseModelConfig(name="glove", url=source.as_uri(), dim=8)
@@ -248,7 +253,7 @@ def test_vectors_url_is_downloaded_once(tmp_path):
 def test_second_load_comes_from_the_cache(vectors_file, tmp_path, monkeypatch):
     vocabulary = ["", "[UNK]", "good", "bad"]
     first = load_embeddings(VectorsFile(vectors_file), 8, vocabulary, tmp_path)
-    monkeypatch.setattr("transferlab.vectors.parse_vectors", lambda *a: pytest.fail("the vectors file was parsed again"))
+    monkeypatch.setattr("transferlab.models.vectors.parse_vectors", lambda *a: pytest.fail("the vectors file was parsed again"))
     second = load_embeddings(VectorsFile(vectors_file), 8, vocabulary, tmp_path)
     assert second.found == first.found == 2 and np.array_equal(second.matrix, first.matrix)
     with pytest.raises(pytest.fail.Exception):  # another vocabulary is another cache entry
@@ -256,7 +261,7 @@ def test_second_load_comes_from_the_cache(vectors_file, tmp_path, monkeypatch):
 
 
 def test_wrong_dimension_is_refused_before_training_naming_file_and_line(vectors_file):
-    from transferlab.config import BaseModelConfig
+    from transferlab.config.schema import BaseModelConfig
 
     with pytest.raises(DataError, match=r"tiny\.8d\.txt' line 1 has 8-d vectors but base_model\.dim=100; set base_model\.dim=8"):
         locate_vectors(BaseModelConfig(name="glove", path=str(vectors_file), dim=100), "unused")
@@ -315,7 +320,7 @@ def test_coverage_is_reported_in_the_summary(head_only_run):
 
 
 def test_frozen_embedding_keeps_the_pretrained_vectors(head_only_run):
-    from transferlab.models import load_trained_model
+    from transferlab.models.saved import load_trained_model
 
     out, _ = head_only_run
     model = load_trained_model(str(out / "model.keras"))
@@ -330,8 +335,8 @@ def test_frozen_embedding_keeps_the_pretrained_vectors(head_only_run):
 def test_saved_model_predicts_from_raw_strings(head_only_run):
     import tensorflow as tf
 
-    from transferlab.models import load_trained_model
-    from transferlab.predict import predict_with_run
+    from transferlab.models.saved import load_trained_model
+    from transferlab.predict.run import predict_with_run
 
     out, _ = head_only_run
     model = load_trained_model(str(out / "model.keras"))
@@ -348,7 +353,7 @@ def test_saved_model_predicts_from_raw_strings(head_only_run):
 
 
 def test_text_features_export_one_row_per_text_with_its_mean_word_vector(table, vectors_file, tmp_path):
-    from transferlab.training import extract_features
+    from transferlab.features.extract import extract_features
 
     result = extract_features(compose_config(text_overrides(table, vectors_file, tmp_path / "x", "extract.format=parquet")))
     rows = pd.read_parquet(result["features"])
@@ -363,7 +368,7 @@ def test_text_features_export_one_row_per_text_with_its_mean_word_vector(table, 
 
 
 def test_fine_tuning_phase_changes_the_embedding_under_a_bilstm_head(table, vectors_file, tmp_path):
-    from transferlab.models import load_trained_model
+    from transferlab.models.saved import load_trained_model
 
     overrides = text_overrides(table, vectors_file, tmp_path / "run", "head=bilstm", "head.units=8", "head.hidden_units=[]")
     summary = transferlab.train(compose_config(overrides))

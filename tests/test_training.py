@@ -8,9 +8,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import (
+    compose_config,
+    run_train_script,
+    tiny_overrides,
+    write_class_images,
+)
 
 import transferlab
-from conftest import compose_config, run_train_script, tiny_overrides, write_class_images
 from transferlab.errors import ConfigError, DataError, ModelError
 
 
@@ -24,14 +29,14 @@ def base_weights_by_name(model) -> dict[str, list[np.ndarray]]:
 
 
 def reference_base(weights_file: Path) -> dict[str, list[np.ndarray]]:
-    from transferlab.models import digits_cnn
+    from transferlab.models.digits import digits_cnn
 
     base = digits_cnn(input_shape=(16, 16, 3), weights=str(weights_file), name="base")
     return {layer.name: [np.array(w) for w in layer.get_weights()] for layer in base.layers if layer.weights}
 
 
 def load(run_dir: Path, name: str = "model.keras"):
-    from transferlab.models import load_trained_model
+    from transferlab.models.saved import load_trained_model
 
     return load_trained_model(str(run_dir / name))
 

@@ -12,14 +12,20 @@ from typing import TYPE_CHECKING
 # TensorFlow's C++ start-up chatter (CUDA probes, CPU flags) hides the run's own log.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from transferlab.config import ExperimentConfig, register_configs
-from transferlab.errors import ConfigError, DataError, ModelError, TrainingError, TransferlabError
-from transferlab.run_guard import register_resolvers
+from transferlab.config.schema import ExperimentConfig, register_configs
+from transferlab.errors import (
+    ConfigError,
+    DataError,
+    ModelError,
+    TrainingError,
+    TransferlabError,
+)
+from transferlab.training.run_guard import register_resolvers
 
 if TYPE_CHECKING:
     from omegaconf import DictConfig
 
-    from transferlab.reporting import RunSummary
+    from transferlab.reporting.summary import RunSummary
 
 __version__ = "0.1.0"
 
@@ -36,6 +42,6 @@ __all__ = [
 
 def train(cfg: "ExperimentConfig | DictConfig") -> "RunSummary":
     """Run one two-phase transfer-learning experiment and return its summary."""
-    from transferlab.training import train as _train
+    from transferlab.training.recipe import train as _train
 
     return _train(cfg)

@@ -14,17 +14,21 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.errors import HydraException, OverrideParseException
 from hydra.types import RunMode
 from omegaconf import DictConfig
-from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
+from omegaconf.errors import (
+    ConfigAttributeError,
+    ConfigKeyError,
+    OmegaConfBaseException,
+)
 
-from transferlab.config import unknown_key_message
-from transferlab.errors import TransferlabError, fail
+from transferlab.config.convert import unknown_key_message
+from transferlab.errors import TransferlabError, fail, first_line
 
 log = logging.getLogger("transferlab")
 
 
 def run_from_hydra(cfg: DictConfig) -> float:
     """Train from a Hydra-composed config and return the optimized metric to the sweeper."""
-    from transferlab.training import train
+    from transferlab.training.recipe import train
 
     with one_line_errors():
         summary = train(cfg)
@@ -33,7 +37,7 @@ def run_from_hydra(cfg: DictConfig) -> float:
 
 def run_extraction_from_hydra(cfg: DictConfig) -> None:
     """Extract features from a Hydra-composed config and print where they went and the baseline."""
-    from transferlab.training import extract_features
+    from transferlab.features.extract import extract_features
 
     with one_line_errors():
         result = extract_features(cfg)
@@ -107,7 +111,7 @@ def check_flags(args: list[str]) -> None:
 def describe_config_error(exc: BaseException) -> str:
     """One line naming the bad key or option and the fix, from Hydra's and OmegaConf's errors."""
     if isinstance(exc, OverrideParseException):
-        return override_syntax_message(exc.override, _first_line(exc))
+        return override_syntax_message(exc.override, first_line(exc))
     cause = exc.__cause__ if isinstance(exc.__cause__, OmegaConfBaseException) else exc
     key = getattr(cause, "full_key", None)
     text = str(exc)
@@ -119,10 +123,10 @@ def describe_config_error(exc: BaseException) -> str:
         return f"unknown {group} '{option}'; available: {', '.join(options) or 'none'}{hint}"
     if key and isinstance(cause, (ConfigKeyError, ConfigAttributeError)):
         return unknown_key_message(key)
-    first = _first_line(cause)
+    first = first_line(cause)
     if key:
         return f"invalid value for '{key}': {first}"
-    return first if first else _first_line(exc)
+    return first if first else first_line(exc)
 
 
 # What an unknown option of a group may really be, said after the list of options.
@@ -143,11 +147,6 @@ def override_syntax_message(override: str, problem: str) -> str:
         f"cannot parse the override '{override}' ({problem.split(': ')[-1]}); quote a value with special "
         f"characters: '{key}=\"{value}\"'"
     )
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _in_multirun() -> bool:

@@ -40,3 +40,11 @@ def fail(message: str, code: int = 2) -> NoReturn:
 
     print(f"error: {redact(message)}", file=sys.stderr)
     sys.exit(code)
+
+
+def first_line(exc: BaseException, with_type: bool = False) -> str:
+    """The first line of an upstream error, for a one-line message; its type name when it says nothing."""
+    text = str(exc).strip()
+    if not text:
+        return type(exc).__name__
+    return f"{type(exc).__name__}: {text.splitlines()[0]}" if with_type else text.splitlines()[0]

@@ -51,7 +51,7 @@ if OptunaSweeper is not None:
             return impl.sweep(arguments)
 
     def _continue_study(impl: Any, journal: Path) -> None:
-        from transferlab.trial_journal import open_study, replay_sampler
+        from transferlab.sweeps.trial_journal import open_study, replay_sampler
 
         storage, study = open_study(journal, impl.study_name, impl._get_directions())
         done = len(study.trials)

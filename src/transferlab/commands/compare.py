@@ -33,8 +33,14 @@ def main(argv: list[str] | None = None, description: str = __doc__.splitlines()[
     args = parse_args(argv, description)
     logging.basicConfig(level=logging.WARNING, format="warning: %(message)s")
     # pandas and the report code load once the options are known: --help and bad options stay instant.
-    from transferlab.compare import (
-        Filters, comparison_table, default_sort_metric, format_table, format_unreadable, scan_runs, write_reports,
+    from transferlab.reporting.compare import (
+        Filters,
+        comparison_table,
+        default_sort_metric,
+        format_table,
+        format_unreadable,
+        scan_runs,
+        write_reports,
     )
 
     try:

@@ -16,8 +16,8 @@ import argparse
 import logging
 from pathlib import Path
 
-from transferlab.config import BadFilePolicy
 from transferlab.commands import OneLineArgumentParser
+from transferlab.config.schema import BadFilePolicy
 from transferlab.errors import ConfigError, TransferlabError, fail
 
 
@@ -50,7 +50,8 @@ def main(argv: list[str] | None = None, description: str = __doc__) -> int:
 
     import pandas as pd
 
-    from transferlab.predict import predict_with_imagenet, predict_with_run
+    from transferlab.predict.imagenet import predict_with_imagenet
+    from transferlab.predict.run import predict_with_run
 
     try:
         if args.imagenet:

@@ -1,0 +1,1 @@
+"""One interface per input kind (images, text): everything the recipe needs that depends on the modality."""

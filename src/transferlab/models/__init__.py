@@ -1,0 +1,1 @@
+"""Networks: the base registry, image and text classifiers, heads, word vectors and saved-model loading."""

@@ -1,0 +1,60 @@
+"""Saved models: loading them back in safe mode, finding the base, and the traced inference function."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Callable, Optional
+
+import keras
+import yaml
+
+from transferlab.models.bases import SAVED_MODEL
+from transferlab.models.heads import BASE_LAYER
+from transferlab.models.image import _trusted_saved_model
+
+
+def get_base(model: keras.Model) -> keras.Model:
+    return model.get_layer(BASE_LAYER)
+
+
+@functools.lru_cache(maxsize=4)
+def inference_function(model: keras.Model) -> Callable:
+    """The model's forward pass in inference mode, traced once for every batch size.
+
+    `predict_on_batch` traces the whole model again for a last, smaller batch (which costs more
+    than the batch itself) and, under a distribution strategy, runs the batch on every replica and
+    concatenates the copies; a direct call in one relaxed-shape function does neither.
+    """
+    import tensorflow as tf
+
+    spec = tf.TensorSpec((None, *model.inputs[0].shape[1:]), model.inputs[0].dtype)
+    return tf.function(lambda inputs: model(inputs, training=False), input_signature=[spec])
+
+
+def load_trained_model(path: str) -> keras.Model:
+    """Load a model this project saved, in safe mode (its Preprocess layer is registered on import).
+
+    A SavedModel base is loaded only from the directory the run's own config.yaml names (found
+    beside the file, or above it for a checkpoint's model).
+    """
+    token = _trusted_saved_model.set(configured_saved_model(Path(path)))
+    try:
+        return keras.saving.load_model(path, safe_mode=True)
+    finally:
+        _trusted_saved_model.reset(token)
+
+
+def configured_saved_model(model_path: Path) -> Optional[Path]:
+    """The SavedModel directory of the run that wrote `model_path`, or None when it has no such base."""
+    for folder in list(model_path.resolve().parents)[:3]:  # run dir, or run dir/checkpoints/epoch-N
+        config = folder / "config.yaml"
+        if config.is_file():
+            try:
+                base = yaml.safe_load(config.read_text()).get("base_model", {})
+            except (OSError, yaml.YAMLError, AttributeError):
+                return None
+            if base.get("name") == SAVED_MODEL and base.get("weights"):
+                return Path(base["weights"]).expanduser().resolve()
+            return None
+    return None

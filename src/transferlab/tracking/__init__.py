@@ -1,0 +1,1 @@
+"""Experiment trackers behind one interface: TensorBoard, CSV, Neptune, MLflow."""

@@ -1,0 +1,156 @@
+"""The schedule's Keras callbacks: epoch history, resumable early stopping, best-model and per-epoch checkpoints."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Optional
+
+import keras
+import numpy as np
+
+from transferlab.atomic import save_model, write_history
+from transferlab.models.saved import get_base
+from transferlab.tracking.base import Trackers
+from transferlab.training.checkpoints import (
+    BEST_PENDING,
+    EARLY_STOPPING_STATE,
+    ScheduleState,
+    base_digest,
+    save_checkpoint,
+    trained_variables,
+)
+from transferlab.training.phases import Phase
+
+
+class EpochRecorder(keras.callbacks.Callback):
+    """Appends each epoch to the history (in the schedule state) and forwards it to the trackers."""
+
+    def __init__(self, trackers: Trackers, state: ScheduleState):
+        super().__init__()
+        self.trackers = trackers
+        self.state = state
+        self.phase: Optional[Phase] = None
+        self._epoch_start = 0.0
+
+    def on_epoch_begin(self, epoch: int, logs=None) -> None:
+        self._epoch_start = time.perf_counter()
+
+    def on_epoch_end(self, epoch: int, logs=None) -> None:
+        metrics = {k: float(v) for k, v in (logs or {}).items()}
+        row = {"epoch": epoch + 1, "phase": self.phase.name, "lr": self.phase.lr, **metrics}
+        row["epoch_time_s"] = time.perf_counter() - self._epoch_start
+        self.state.history.append(row)
+        self.state.epoch = epoch + 1
+        self.trackers.log_epoch(epoch + 1, self.phase.name, {**metrics, "lr": self.phase.lr})
+
+
+class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
+    """EarlyStopping whose counters and best weights survive a restart of the process."""
+
+    def __init__(self, *args, saved: Optional[dict] = None, saved_weights: Optional[list] = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._saved, self._saved_weights = saved or {}, saved_weights
+
+    def on_train_begin(self, logs=None) -> None:
+        super().on_train_begin(logs)
+        if self._saved:
+            for key in EARLY_STOPPING_STATE:
+                setattr(self, key, self._saved[key])
+            self.best_weights = self._saved_weights
+
+    def state(self) -> dict:
+        best = None if self.best is None else float(self.best)
+        return {"wait": self.wait, "best": best, "best_epoch": self.best_epoch, "stopped_epoch": self.stopped_epoch}
+
+
+class BestModelCheckpoint(keras.callbacks.ModelCheckpoint):
+    """best.keras of the whole classifier, written only when it is needed.
+
+    While the base is frozen (`defer`), an improvement only copies the variables outside the base
+    (`pending`). The full model is written when the phase ends, unless a fine-tuning phase follows:
+    then the frozen base's weights are kept in memory when fine-tuning starts (`pending_base`), and
+    the head phase's best is written only if fine-tuning never beats it, or the run stops first. A
+    usual two-phase run therefore writes best.keras only for fine-tuning's improvements. Every
+    checkpoint carries `pending` until it is written, so a killed run loses nothing.
+    """
+
+    def __init__(self, full_model: keras.Model, *args, pending: Optional[list] = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.full_model, self.pending = full_model, pending
+        self.pending_base: Optional[list[np.ndarray]] = None
+        self.defer = self.hold = False
+
+    def begin_phase(self, frozen_base: bool, last: bool) -> None:
+        """Before a phase's fit: a frozen base defers writes, and holds them past the phase unless it is the last."""
+        self.defer, self.hold = frozen_base, frozen_base and not last
+        if not frozen_base and self.pending is not None and self.pending_base is None:
+            self.pending_base = [np.array(v) for v in get_base(self.full_model).variables]
+
+    def set_model(self, model: keras.Model) -> None:
+        super().set_model(self.full_model)
+
+    def _save_model(self, epoch, batch, logs) -> None:
+        if not self._should_save_model(epoch, batch, logs, self.filepath):
+            return
+        if self.defer:
+            self.pending = [np.array(v) for v in trained_variables(self.full_model)]
+        else:
+            save_model(self.full_model, Path(self.filepath))
+            self.pending = self.pending_base = None
+
+    def on_train_end(self, logs=None) -> None:
+        if not self.hold:
+            self.write_pending()
+
+    def write_pending(self) -> None:
+        """Write best.keras from the pending best variables, leaving the model's own as they were."""
+        if self.pending is None:
+            return
+        variables, values = trained_variables(self.full_model), list(self.pending)
+        if self.pending_base is not None:
+            variables += get_base(self.full_model).variables
+            values += self.pending_base
+        current = [np.array(v) for v in variables]
+        for variable, value in zip(variables, values, strict=True):
+            variable.assign(value)
+        try:
+            save_model(self.full_model, Path(self.filepath))
+        finally:
+            for variable, value in zip(variables, current, strict=True):
+                variable.assign(value)
+        self.pending = self.pending_base = None
+
+
+class EpochCheckpointer(keras.callbacks.Callback):
+    """Saves the resumable checkpoint after each epoch; runs after every other callback of the epoch."""
+
+    def __init__(self, root: Path, full_model: keras.Model, state: ScheduleState, best: BestModelCheckpoint):
+        super().__init__()
+        self.root, self.full_model, self.state, self.best = root, full_model, state, best
+        self.early_stop: Optional[ResumableEarlyStopping] = None
+        self.base_sha256: Optional[str] = None  # the digest of the base frozen or under the pending best
+
+    @property
+    def needs_base_digest(self) -> bool:
+        """A frozen-base checkpoint, or one carrying a head-phase best, names the base it belongs to."""
+        return self.best.defer or self.best.pending is not None
+
+    def on_train_begin(self, logs=None) -> None:
+        # Hashed once: before fine-tuning's first step the base is still the one the pending best was found with.
+        self.base_sha256 = (self.base_sha256 or base_digest(self.full_model)) if self.needs_base_digest else None
+
+    def on_epoch_end(self, epoch: int, logs=None) -> None:
+        self.state.best_value = None if self.best.best is None else float(self.best.best)
+        weights = None
+        if self.early_stop is not None:
+            self.state.early_stopping = self.early_stop.state()
+            weights = self.early_stop.best_weights
+        write_history(self.state.history, self.root.parent / "history.csv")
+        self.save(weights)
+
+    def save(self, early_stopping_weights: Optional[list] = None) -> None:
+        save_checkpoint(
+            self.root, self.full_model, self.state, early_stopping_weights, frozen_base=self.best.defer,
+            base_sha256=self.base_sha256 if self.needs_base_digest else None, **{BEST_PENDING: self.best.pending},
+        )

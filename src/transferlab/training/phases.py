@@ -1,0 +1,122 @@
+"""The two phases: what each trains, how much of the base is unfrozen, and BatchNorm kept in inference mode."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator, Optional
+
+import keras
+
+from transferlab.config.schema import FineTuneConfig, HeadPhaseConfig, ScheduleConfig
+from transferlab.errors import ConfigError
+from transferlab.models.saved import get_base
+
+HEAD = "head"
+
+
+FINE_TUNE = "fine_tune"
+
+
+@dataclass(frozen=True)
+class Phase:
+    name: str
+    epochs: int
+    lr: float
+    patience: Optional[int]
+    unfreeze: Optional[str] = None  # None: base frozen
+    cache_features: bool = False
+
+
+@dataclass
+class PhaseResult:
+    name: str
+    first_epoch: int  # 1-based, on the run's continuous epoch axis
+    epochs_run: int
+    lr: float
+    wall_time_s: float
+    stopped_early: bool
+    trainable_params: int
+    feature_extraction_s: float = 0.0  # the one pass of the frozen base when phase 1 trains on cached features
+
+
+@dataclass
+class ScheduleResult:
+    phases: list[PhaseResult]
+    history: list[dict]  # one row per epoch: epoch, phase, lr, train and validation metrics
+
+
+def plan_phases(cfg: ScheduleConfig, cache_by_default: bool = True) -> list[Phase]:
+    """The phases that will run; a phase with 0 epochs is left out.
+
+    `cache_features: null` caches when `cache_by_default`: for image bases without augmentation.
+    """
+    head: HeadPhaseConfig = cfg.head
+    fine: FineTuneConfig = cfg.fine_tune
+    cache = head.cache_features if head.cache_features is not None else cache_by_default
+    phases = [
+        Phase(HEAD, head.epochs, head.lr, head.patience, cache_features=cache),
+        Phase(FINE_TUNE, fine.epochs, fine.lr, fine.patience, unfreeze=fine.unfreeze),
+    ]
+    return [p for p in phases if p.epochs > 0]
+
+
+def check_unfreeze(model: keras.Model, cfg: ScheduleConfig) -> None:
+    """Fail before training if `schedule.fine_tune.unfreeze` names no part of this base, or a part
+    with nothing to train (a SavedModel that exposes no trainable variables)."""
+    if cfg.fine_tune.epochs <= 0:
+        return
+    base = get_base(model)
+    unfrozen = base.layers[unfreeze_start(base, cfg.fine_tune.unfreeze):]
+    if not any(v.trainable for layer in unfrozen for v in layer.weights):
+        raise ConfigError(
+            f"schedule.fine_tune.unfreeze={cfg.fine_tune.unfreeze} leaves nothing to fine-tune: that part of the "
+            "base has no trainable variables (a SavedModel exported without them cannot be fine-tuned); "
+            "set schedule.fine_tune.epochs=0 or schedule=head_only"
+        )
+
+
+def unfreeze_start(base: keras.Model, unfreeze: str) -> int:
+    """Index of the first base layer to train: 0 for "all", len-N for "N", the named layer's index."""
+    layers = base.layers
+    if unfreeze == "all":
+        return 0
+    if unfreeze.isdigit():
+        n = int(unfreeze)
+        if not 0 < n <= len(layers):
+            raise ConfigError(
+                f"schedule.fine_tune.unfreeze={n} but the base '{base.name}' has {len(layers)} layers; "
+                f"use a number from 1 to {len(layers)}, a layer name, or all"
+            )
+        return len(layers) - n
+    names = [layer.name for layer in layers]
+    if unfreeze not in names:
+        import difflib
+
+        close = difflib.get_close_matches(unfreeze, names, n=3)
+        hint = f" (did you mean {', '.join(close)}?)" if close else ""
+        raise ConfigError(
+            f"schedule.fine_tune.unfreeze='{unfreeze}' is not a layer of the base{hint}; "
+            "use all, a number of top layers, or a layer name"
+        )
+    return names.index(unfreeze)
+
+
+def set_trainable_for_phase(model: keras.Model, phase: Phase) -> None:
+    base = get_base(model)
+    if phase.unfreeze is None:
+        base.trainable = False
+        return
+    start = unfreeze_start(base, phase.unfreeze)
+    base.trainable = True
+    for layer in base.layers[:start]:
+        layer.trainable = False
+    for layer in _all_layers(base):
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.trainable = False
+
+
+def _all_layers(model: keras.Model) -> Iterator[keras.layers.Layer]:
+    for layer in model.layers:
+        yield layer
+        if hasattr(layer, "layers"):
+            yield from _all_layers(layer)

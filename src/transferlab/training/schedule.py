@@ -1,0 +1,201 @@
+"""The two-phase schedule: train a new head on a frozen base, then fine-tune the unfrozen base.
+
+Rules the Keras transfer-learning guide teaches, each enforced here:
+- phase 1 sets `base.trainable = False`, so only the head's weights change;
+- phase 2 unfreezes all or the top part of the base, and sets every BatchNormalization layer in it
+  non-trainable, which keeps it in inference mode (Keras 3.15 passes training=True into the base
+  during fit despite `base(x, training=False)`, keras-team/keras#20285);
+- the model is compiled again after `trainable` changes, since trainable variables are fixed at
+  compile time;
+- epochs continue across phases (`initial_epoch`), so the history is one run with a phase column.
+
+After every epoch the model, its optimizer state and the schedule's position are checkpointed
+(`transferlab.checkpoints`), so a killed run resumes in the right phase at the next epoch.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Optional
+
+import keras
+
+from transferlab.config.schema import OptimizerConfig, ScheduleConfig, monitor_mode
+from transferlab.data.splits import SplitData
+from transferlab.errors import TrainingError
+from transferlab.features.store import FeatureStore, cached_feature_data, split_model
+from transferlab.models.heads import TaskSpec
+from transferlab.tracking.base import Trackers
+from transferlab.training.callbacks import (
+    BestModelCheckpoint,
+    EpochCheckpointer,
+    EpochRecorder,
+    ResumableEarlyStopping,
+)
+from transferlab.training.checkpoints import BEST_PENDING, Checkpoint, ScheduleState
+from transferlab.training.optimizers import compile_model
+from transferlab.training.phases import (
+    Phase,
+    PhaseResult,
+    ScheduleResult,
+    plan_phases,
+    set_trainable_for_phase,
+)
+
+log = logging.getLogger(__name__)
+
+
+def run_schedule(
+    model: keras.Model,
+    data: SplitData,
+    cfg: ScheduleConfig,
+    optimizer: OptimizerConfig,
+    task: TaskSpec,
+    trackers: Trackers,
+    run_dir: Path,
+    verbose: int = 2,
+    resume_from: Optional[Checkpoint] = None,
+    cache_by_default: bool = True,
+    jit_compile: bool = False,
+    features: Optional[FeatureStore] = None,
+) -> ScheduleResult:
+    """Run each planned phase with its own trainable set, compile, and callbacks; return the history.
+
+    With `resume_from`, `model` is the checkpoint's model (compiled, with its optimizer state), the
+    finished phases are skipped, and the interrupted phase continues at the next epoch. A cached head
+    phase reads the base's features from `features` (the run's store, shared with the baseline).
+    """
+    state = resume_from.state if resume_from else ScheduleState()
+    if resume_from:
+        resume_from.restore_rng(model)
+    recorder = EpochRecorder(trackers, state)
+    # One best-model callback for both phases, so best.keras is the best epoch of the whole run.
+    best_checkpoint = BestModelCheckpoint(
+        model, run_dir / "best.keras", monitor=cfg.monitor, mode=monitor_mode(cfg), save_best_only=True,
+        initial_value_threshold=state.best_value,
+        # A full-model checkpoint's pending best was written before resuming (Checkpoint.write_pending_best).
+        pending=resume_from.arrays(BEST_PENDING) if resume_from and resume_from.frozen_base else None,
+    )
+    checkpointer = EpochCheckpointer(run_dir / "checkpoints", model, state, best_checkpoint)
+    phases = [p for p in plan_phases(cfg, cache_by_default) if p.name not in state.finished_phases]
+    try:
+        for phase in phases:
+            resuming = _enter_phase(model, phase, state, optimizer, task, resume_from, jit_compile)
+            best_checkpoint.begin_phase(frozen_base=phase.unfreeze is None, last=phase is phases[-1])
+            recorder.phase = phase
+            started, resumed_at = time.perf_counter(), state.epoch
+            fit_model, fit_data, extraction_s = _what_to_fit(model, data, phase, task, features or FeatureStore(model, data))
+            early_stop = None
+            if phase.patience is not None:
+                early_stop = ResumableEarlyStopping(
+                    monitor=cfg.monitor, mode=monitor_mode(cfg), patience=phase.patience, restore_best_weights=True,
+                    saved=state.early_stopping if resuming else None,
+                    saved_weights=resume_from.early_stopping_weights() if resuming else None,
+                )
+            checkpointer.early_stop = early_stop
+            callbacks = [recorder, best_checkpoint, keras.callbacks.TerminateOnNaN(), *filter(None, [early_stop]), checkpointer]
+            _fit(fit_model, fit_data, state, phase, callbacks, verbose)
+            state.finished_phases.append(phase.name)
+            elapsed_s = time.perf_counter() - started
+            state.phase_results.append(asdict(_phase_result(phase, state, model, extraction_s, elapsed_s, resumed_at)))
+            checkpointer.save()
+    except BaseException:
+        try:
+            best_checkpoint.write_pending()  # a failed or interrupted run keeps the best model it found
+        except Exception as exc:  # e.g. the disk that failed the run is still full: report the first error
+            log.warning("could not write %s after the run stopped (%s)", best_checkpoint.filepath, exc)
+        raise
+    return ScheduleResult([PhaseResult(**r) for r in state.phase_results], state.history)
+
+
+def _fit(model: keras.Model, data: SplitData, state: ScheduleState, phase: Phase, callbacks: list, verbose: int) -> None:
+    """Fit the phase's remaining epochs; a diverged loss ends the run."""
+    stopped = bool(state.early_stopping.get("stopped_epoch"))
+    last_epoch = state.epoch if stopped else state.phase_first_epoch + phase.epochs
+    model.fit(
+        data.train_from(state.epoch, max(1, last_epoch - state.epoch)),
+        steps_per_epoch=data.steps_per_epoch,
+        validation_data=data.validation,
+        initial_epoch=state.epoch,
+        # An early stop decided just before a crash is kept: fit then only restores the best weights.
+        epochs=last_epoch,
+        callbacks=callbacks,
+        verbose=verbose,
+        shuffle=False,  # the tf.data pipeline shuffles; Keras would only warn
+    )
+    _raise_if_diverged(state.history, phase)
+
+
+def _enter_phase(
+    model: keras.Model, phase: Phase, state: ScheduleState, optimizer: OptimizerConfig, task: TaskSpec,
+    resume_from: Optional[Checkpoint], jit_compile: bool = False,
+) -> bool:
+    """Set the phase's trainable layers and compile, unless a checkpoint's compiled model continues it;
+    True when the phase is resumed. A frozen-base checkpoint's model is rebuilt uncompiled, so it is
+    compiled here and its optimizer state restored."""
+    resuming = state.mid_phase and state.phase == phase.name
+    if resuming and not resume_from.frozen_base:
+        return True
+    if not resuming:
+        state.start_phase(phase.name)
+    set_trainable_for_phase(model, phase)
+    compile_model(model, optimizer, phase.lr, task, jit_compile)
+    if resuming:
+        resume_from.restore_optimizer(model)
+    return resuming
+
+
+def _what_to_fit(
+    model: keras.Model, data: SplitData, phase: Phase, task: TaskSpec, features: FeatureStore
+) -> tuple[keras.Model, SplitData, float]:
+    """The model and data a phase fits, and the seconds spent getting the base's features for it.
+
+    With cached features, fit trains the head alone (the model's own head layers) on the base's
+    stored outputs, with the model's optimizer so its state is saved with the model. Each call of
+    the training function runs a whole epoch (a step on a batch of vectors takes less time than
+    Keras spends between two calls), except under a distribution strategy, where Keras 3.15 cannot
+    run several steps per call.
+    """
+    if not phase.cache_features:
+        return model, data, 0.0
+    import tensorflow as tf
+
+    started = time.perf_counter()
+    cached = cached_feature_data(features, data)
+    extraction_s = time.perf_counter() - started
+    _, head = split_model(model)
+    # Without XLA: the head trains a few small epochs, which compiling would cost more than it saves.
+    steps = 1 if tf.distribute.has_strategy() else data.steps_per_epoch
+    compile_model(head, model.optimizer, phase.lr, task, jit_compile=False, steps_per_execution=steps)
+    return head, cached, extraction_s
+
+
+def _phase_result(
+    phase: Phase, state: ScheduleState, model: keras.Model, extraction_s: float, elapsed_s: float, resumed_at: int
+) -> PhaseResult:
+    """The phase's numbers; its wall time counts everything since it started (checkpoints included),
+    plus the epoch times of a process that ran part of it before a resume."""
+    rows = [r for r in state.history if r["phase"] == phase.name]
+    earlier_s = sum(r["epoch_time_s"] for r in rows if r["epoch"] <= resumed_at)
+    return PhaseResult(
+        name=phase.name,
+        first_epoch=state.phase_first_epoch + 1,
+        epochs_run=len(rows),
+        lr=phase.lr,
+        wall_time_s=earlier_s + elapsed_s,
+        stopped_early=bool(state.early_stopping.get("stopped_epoch")),
+        trainable_params=sum(int(math.prod(w.shape)) for w in model.trainable_weights),
+        feature_extraction_s=extraction_s,
+    )
+
+
+def _raise_if_diverged(rows: list[dict], phase: Phase) -> None:
+    if rows and not math.isfinite(rows[-1].get("loss", 0.0)):
+        raise TrainingError(
+            f"the training loss became {rows[-1]['loss']} at epoch {rows[-1]['epoch']} of phase {phase.name}; "
+            f"lower schedule.{phase.name}.lr (now {phase.lr}) or check the data for broken labels"
+        )

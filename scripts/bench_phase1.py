@@ -120,11 +120,11 @@ def config(data: Path, out: Path, size: int, epochs: int, cache: bool, real: boo
 
 def pipelines(cfg, cache: bool = True):
     from transferlab.data.images import build_pipelines
-    from transferlab.training.setup import plan_data
+    from transferlab.modalities.images import ImageModality
 
     cfg.dataset.cache = cache
     size = tuple(cfg.dataset.image_size)
-    return build_pipelines(plan_data(cfg), cfg.dataset, size, cfg.augmentation, 0)
+    return build_pipelines(ImageModality().plan(cfg), cfg.dataset, size, cfg.augmentation, 0)
 
 
 def pipeline_throughput(cfg, model) -> tuple[float, float]:

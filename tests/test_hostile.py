@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 import transferlab
 from transferlab.config.convert import to_experiment_config
 from transferlab.errors import TrainingError, TransferlabError
-from transferlab.training.setup import check_model_config
+from transferlab.modalities.images import check_model_config
 
 KEYS = [
     "dataset.batch_size", "dataset.image_size", "dataset.validation_split", "dataset.test_split",

@@ -88,7 +88,7 @@ def every_format(folder: Path) -> list[Path]:
 
 def test_predict_reads_every_image_training_reads_with_the_same_pixels(image_run, tmp_path):
     from transferlab.data.images import _inspect, _load_image
-    from transferlab.predict.inputs import read_image
+    from transferlab.data.inputs import read_image
     from transferlab.predict.run import predict_with_run
 
     files = every_format(tmp_path / "photos")
@@ -286,7 +286,7 @@ def test_an_unknown_flag_is_one_line_with_a_did_you_mean(capsys):
 def test_texts_from_stdin_or_an_unreadable_file_never_end_in_a_traceback(tmp_path, monkeypatch):
     import io
 
-    from transferlab.predict.inputs import read_texts
+    from transferlab.data.inputs import read_texts
 
     monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(b"a good film\n\xff not utf-8\n\n")))
     assert read_texts(["-"], "text") == ["a good film", "\ufffd not utf-8"]

@@ -16,9 +16,9 @@ import pytest
 from conftest import ROOT, TRAIN_SCRIPT, compose_config, tiny_overrides
 
 import transferlab
-from transferlab.training import recipe as training
 from transferlab.atomic import save_model
 from transferlab.errors import StorageError
+from transferlab.training import recipe as training
 from transferlab.training.checkpoints import load_checkpoint
 
 # Above every small file a run writes (config, logs, state and RNG JSON, cached features), below a model file (~1 MB).
@@ -86,7 +86,7 @@ def test_a_failure_summary_that_cannot_be_written_does_not_hide_the_first_error(
     def full_disk(*args):
         raise OSError(errno.ENOSPC, "No space left on device", "summary.json.tmp")
 
-    monkeypatch.setattr(training, "_train_and_report", fail)
+    monkeypatch.setattr(training, "run_experiment", fail)
     monkeypatch.setattr(training, "write_json", full_disk)
     cfg = compose_config(tiny_overrides(image_folder, tmp_path / "run", base_weights, "logger=none"))
     with caplog.at_level(logging.WARNING, logger="transferlab.training"), pytest.raises(Exception) as raised:

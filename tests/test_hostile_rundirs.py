@@ -18,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 import transferlab
 from transferlab.config.convert import to_experiment_config
 from transferlab.errors import ConfigError
-from transferlab.features.extract import extract_features
+from transferlab.extraction import extract_features
 from transferlab.training.run_guard import (
     LOCK_FILE,
     RunGuard,

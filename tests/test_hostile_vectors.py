@@ -10,8 +10,8 @@ from conftest import compose_config
 
 from transferlab.config.convert import to_experiment_config
 from transferlab.errors import DataError
+from transferlab.modalities.text import check_text_config
 from transferlab.models.vectors import VectorsFile, load_embeddings
-from transferlab.training.setup import check_text_config
 
 VOCABULARY = ["", "[UNK]", "good", "bad", "movie"]
 

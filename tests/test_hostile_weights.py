@@ -9,13 +9,13 @@ from hydra.errors import HydraException
 from transferlab.cli import describe_config_error
 from transferlab.config.convert import to_experiment_config
 from transferlab.errors import ConfigError, ModelError
+from transferlab.modalities.images import check_model_config
 from transferlab.models.bases import (
     DIGITS_WEIGHTS_FILE,
     WeightsKind,
     get_base_spec,
     resolve_weights,
 )
-from transferlab.training.setup import check_model_config
 
 
 def configured(*overrides: str):

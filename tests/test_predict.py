@@ -54,8 +54,8 @@ def test_predict_script_ranks_classes_with_probabilities(three_class_run, tmp_pa
 
 
 def test_predictions_in_small_batches_match_one_pass_over_all_images(three_class_run):
+    from transferlab.data.inputs import image_files, load_images
     from transferlab.models.saved import load_trained_model
-    from transferlab.predict.inputs import image_files, load_images
     from transferlab.predict.run import predict_with_run, probabilities
 
     data, out, _ = three_class_run
@@ -107,7 +107,7 @@ def test_extract_script_saves_pooled_features_and_the_baseline(image_folder, bas
 
 
 def test_features_export_as_parquet_rows_matching_the_npz_arrays(image_folder, base_weights, tmp_path):
-    from transferlab.features.extract import extract_features
+    from transferlab.extraction import extract_features
 
     def extract(fmt: str) -> dict:
         return extract_features(compose_config(tiny_overrides(image_folder, tmp_path / fmt, base_weights, f"extract.format={fmt}")))

@@ -353,7 +353,7 @@ def test_saved_model_predicts_from_raw_strings(head_only_run):
 
 
 def test_text_features_export_one_row_per_text_with_its_mean_word_vector(table, vectors_file, tmp_path):
-    from transferlab.features.extract import extract_features
+    from transferlab.extraction import extract_features
 
     result = extract_features(compose_config(text_overrides(table, vectors_file, tmp_path / "x", "extract.format=parquet")))
     rows = pd.read_parquet(result["features"])

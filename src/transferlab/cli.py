@@ -37,7 +37,7 @@ def run_from_hydra(cfg: DictConfig) -> float:
 
 def run_extraction_from_hydra(cfg: DictConfig) -> None:
     """Extract features from a Hydra-composed config and print where they went and the baseline."""
-    from transferlab.features.extract import extract_features
+    from transferlab.extraction import extract_features
 
     with one_line_errors():
         result = extract_features(cfg)

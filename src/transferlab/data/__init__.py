@@ -1,1 +1,1 @@
-"""Datasets: finding, checking and splitting images and text tables, downloads, and the tf.data pipelines."""
+"""Datasets: finding, checking and splitting images and text tables, downloads, the tf.data pipelines, and prediction inputs."""

@@ -31,7 +31,6 @@ log = logging.getLogger(__name__)
 # Image files by name; other files in class folders are ignored (Thumbs.db, notes).
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
-
 VALIDATION_DIRS = ("validation", "val", "valid")
 
 
@@ -42,6 +41,10 @@ class Split:
 
     def __len__(self) -> int:
         return len(self.paths)
+
+    @property
+    def items(self) -> list[str]:
+        return self.paths
 
     def add(self, path: str, label: int) -> None:
         self.paths.append(path)

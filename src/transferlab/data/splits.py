@@ -4,25 +4,47 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Optional
+from typing import TYPE_CHECKING, Callable, Optional, Protocol
 
 if TYPE_CHECKING:
     import keras
     import tensorflow as tf
 
-    from transferlab.data.images import DatasetPlan, Split
-    from transferlab.data.text import TextPlan, TextSplit
+
+class DataSplit(Protocol):
+    """One split of a plan: its examples (`items`: image paths, texts) and their class indices."""
+
+    labels: list[int]
+
+    @property
+    def items(self) -> list[str]: ...
+
+    def __len__(self) -> int: ...
+
+
+class DataPlan(Protocol):
+    """Which example goes to which split with which label, decided before TensorFlow starts."""
+
+    class_names: list[str]
+    train: DataSplit
+    validation: DataSplit
+    test: DataSplit
+    skipped: list[str]
+
+    def counts(self) -> dict[str, int]: ...
+
+    def fingerprint(self) -> str: ...
 
 
 @dataclass
 class SplitData:
     """The tf.data splits ready for `fit`, plus what the model and the report need to know.
 
-    Images and text alike: for text `plan` is a `TextPlan`, the batches hold token ids, and
-    `vectorizer` is the adapted TextVectorization layer the exported model puts in front.
+    Every modality alike: for text the batches hold token ids, and `vectorizer` is the adapted
+    TextVectorization layer the exported model puts in front.
     """
 
-    plan: "DatasetPlan | TextPlan"
+    plan: DataPlan
     train_epoch: Callable[[int], "tf.data.Dataset"]  # epoch number -> that epoch's batches
     steps_per_epoch: int
     train_in_order: "tf.data.Dataset"  # every training image once, unshuffled, unaugmented
@@ -35,14 +57,6 @@ class SplitData:
     @property
     def class_names(self) -> list[str]:
         return self.plan.class_names
-
-    def exported(self, model: "keras.Model") -> "keras.Model":
-        """The model as saved for prediction: raw pixels in, or raw strings in for text."""
-        if self.vectorizer is None:
-            return model
-        from transferlab.models.text_vectorizer import with_vectorizer
-
-        return with_vectorizer(model, self.vectorizer)
 
     def train_from(self, epoch: int, epochs: int = 1) -> "tf.data.Dataset":
         """Training batches of `epochs` epochs from `epoch` on, for `fit(steps_per_epoch=...)`.
@@ -59,8 +73,8 @@ class SplitData:
 
 
 def assemble_splits(
-    plan: "DatasetPlan | TextPlan",
-    elements: Callable[["Split | TextSplit"], "tf.data.Dataset"],
+    plan: DataPlan,
+    elements: Callable[[DataSplit], "tf.data.Dataset"],
     batch_size: int,
     seed: int,
     augment=None,

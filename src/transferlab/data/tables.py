@@ -57,7 +57,6 @@ class TableShape:
 # Separators tried when the configured one does not split the file.
 COMMON_SEPARATORS = (",", "\t", ";", "|")
 
-
 SNIFF_BYTES = 1 << 16
 
 

@@ -23,12 +23,10 @@ from transferlab.data.tables import Table, drop_bad_rows, read_tables
 from transferlab.errors import DataError
 
 if TYPE_CHECKING:
-
     from transferlab.data.splits import SplitData
 
 
 TABLE_SUFFIXES = (".csv", ".tsv", ".txt", ".parquet", ".csv.gz", ".tsv.gz")
-
 
 ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz")
 
@@ -40,6 +38,10 @@ class TextSplit:
 
     def __len__(self) -> int:
         return len(self.texts)
+
+    @property
+    def items(self) -> list[str]:
+        return self.texts
 
 
 @dataclass

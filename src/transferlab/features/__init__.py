@@ -1,1 +1,1 @@
-"""Frozen-base features: the cache phase 1 trains on, the scikit-learn baseline, and the extract command."""
+"""Frozen-base features: the store phase 1 and the baseline read (cached on disk), the scikit-learn baseline, and export."""

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
+from pathlib import Path
 
+from transferlab.atomic import write_json
 from transferlab.config.schema import BaselineConfig
 from transferlab.features.store import FeatureStore, pooled
 
@@ -44,4 +47,14 @@ def score_baseline(cfg: BaselineConfig, x_train, y_train, x_test, y_test) -> dic
     }
     log.info("%s on frozen base features: test accuracy %.4f (%.1fs)", cfg.estimator,
              metrics["baseline/test_accuracy"], time.perf_counter() - start)
+    return metrics
+
+
+def baseline_metrics(cfg: BaselineConfig, features: FeatureStore, run_dir: Path, resumed: bool) -> dict[str, float]:
+    """The baseline on the still-pretrained base, kept in baseline.json for a resumed run."""
+    path = run_dir / "baseline.json"
+    if resumed and path.is_file():
+        return json.loads(path.read_text())
+    metrics = fit_baseline(cfg, features) if cfg.estimator else {}
+    write_json(metrics, path)
     return metrics

@@ -10,22 +10,23 @@ from transferlab.config.schema import FeaturesFormat
 from transferlab.features.store import FeatureStore, pooled
 
 
-def export_features(store: FeatureStore, folder: Path, fmt: FeaturesFormat) -> tuple[dict[str, np.ndarray], Path]:
+def export_features(
+    store: FeatureStore, folder: Path, fmt: FeaturesFormat, item: str
+) -> tuple[dict[str, np.ndarray], Path]:
     """Pooled base features and labels of every split (`x_train`, `y_train`, ...), saved in `folder` as
-    features.npz or features.parquet beside what each row came from (the image's path or the text)."""
-    text = store.data.vectorizer is not None
+    features.npz or features.parquet beside what each row came from, in the column `item`
+    (the image's path, the text)."""
     arrays, items = {}, {}
     for split in ("train", "validation", "test"):
         if store.batches(split) is None:
             continue
         features, labels = store.get(split)
         arrays[f"x_{split}"], arrays[f"y_{split}"] = pooled(features), labels
-        planned = getattr(store.data.plan, split)
-        items[split] = planned.texts if text else planned.paths
+        items[split] = getattr(store.data.plan, split).items
     class_names = store.data.class_names
     path = folder / f"features.{fmt.value}"
     if fmt is FeaturesFormat.parquet:
-        _features_table(arrays, items, class_names, "text" if text else "path").to_parquet(path)
+        _features_table(arrays, items, class_names, item).to_parquet(path)
     else:
         np.savez(path, class_names=np.array(class_names), **arrays, **{f"items_{k}": np.array(v) for k, v in items.items()})
     return arrays, path

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
 import logging
 import os
 import time
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import keras
 import numpy as np
@@ -24,7 +25,10 @@ import numpy as np
 from transferlab.atomic import write_arrays
 from transferlab.data.splits import SplitData, shuffled_epochs, without_autotune
 from transferlab.models.heads import BASE_LAYER, POOL_LAYER
-from transferlab.models.saved import inference_function
+from transferlab.models.saved import base_digest, inference_function
+
+if TYPE_CHECKING:
+    from transferlab.config.schema import BaseModelConfig
 
 log = logging.getLogger(__name__)
 
@@ -139,8 +143,6 @@ class FeatureStore:
 
     @functools.cached_property
     def _base_key(self) -> str:
-        from transferlab.training.checkpoints import base_digest
-
         extractor = self.extractor
         return "\n".join([
             self.recipe, base_digest(self.model), str(extractor.inputs[0].shape), str(extractor.outputs[0].shape),
@@ -167,6 +169,12 @@ class FeatureStore:
             write_arrays(path, features=stored[0], labels=stored[1])
         except OSError as exc:
             log.warning("could not keep the base features in %s (%s); this run is not affected", path.parent, exc)
+
+
+def feature_store(model: keras.Model, data: SplitData, folder: Optional[Path], base: "BaseModelConfig") -> FeatureStore:
+    """The run's store, where the baseline, a cached head phase and feature export get the frozen base's
+    features; folder entries are also keyed by the base's whole config."""
+    return FeatureStore(model, data, folder, json.dumps(asdict(base), sort_keys=True, default=str))
 
 
 def pooled(features: np.ndarray) -> np.ndarray:

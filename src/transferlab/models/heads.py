@@ -11,9 +11,7 @@ from transferlab.config.schema import HeadConfig, HeadKind, Pooling
 
 BASE_LAYER = "base"
 
-
 OUTPUT_LAYER = "head_output"
-
 
 POOL_LAYER = "head_pool"
 

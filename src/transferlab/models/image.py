@@ -122,7 +122,7 @@ def _load_keras_base(path: str, unsafe: bool) -> keras.Model:
 
 
 # Inside `load_trained_model`: the one SavedModel directory its run configured (see SavedModelBase).
-_trusted_saved_model: ContextVar[Optional[Path]] = ContextVar("trusted_saved_model", default=None)
+trusted_saved_model: ContextVar[Optional[Path]] = ContextVar("trusted_saved_model", default=None)
 
 
 @keras.saving.register_keras_serializable(package="transferlab")
@@ -146,7 +146,7 @@ class SavedModelBase(keras.layers.TFSMLayer):
 
     @classmethod
     def from_config(cls, config, custom_objects=None, safe_mode=None):
-        trusted = _trusted_saved_model.get()
+        trusted = trusted_saved_model.get()
         if trusted is not None and Path(config["filepath"]).expanduser().resolve() == trusted:
             return cls(**config)
         return super().from_config(config, custom_objects, safe_mode)

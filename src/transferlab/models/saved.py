@@ -3,19 +3,29 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 from pathlib import Path
 from typing import Callable, Optional
 
 import keras
+import numpy as np
 import yaml
 
 from transferlab.models.bases import SAVED_MODEL
 from transferlab.models.heads import BASE_LAYER
-from transferlab.models.image import _trusted_saved_model
+from transferlab.models.image import trusted_saved_model
 
 
 def get_base(model: keras.Model) -> keras.Model:
     return model.get_layer(BASE_LAYER)
+
+
+def base_digest(model: "keras.Model") -> str:
+    """Hash of the base's weights: a rebuilt base must be the one the head was trained on."""
+    digest = hashlib.sha256()
+    for variable in get_base(model).variables:
+        digest.update(np.ascontiguousarray(variable.numpy()).tobytes())
+    return digest.hexdigest()
 
 
 @functools.lru_cache(maxsize=4)
@@ -38,11 +48,11 @@ def load_trained_model(path: str) -> keras.Model:
     A SavedModel base is loaded only from the directory the run's own config.yaml names (found
     beside the file, or above it for a checkpoint's model).
     """
-    token = _trusted_saved_model.set(configured_saved_model(Path(path)))
+    token = trusted_saved_model.set(configured_saved_model(Path(path)))
     try:
         return keras.saving.load_model(path, safe_mode=True)
     finally:
-        _trusted_saved_model.reset(token)
+        trusted_saved_model.reset(token)
 
 
 def configured_saved_model(model_path: Path) -> Optional[Path]:
@@ -58,3 +68,18 @@ def configured_saved_model(model_path: Path) -> Optional[Path]:
                 return Path(base["weights"]).expanduser().resolve()
             return None
     return None
+
+
+def in_batches(model, items: list, load: Callable, batch_size: int) -> tuple[list, np.ndarray]:
+    """The items `load` kept and the model's outputs for them, loaded a batch at a time (a folder of photos
+    need not fit in memory) and run through one traced function, which a last, smaller batch does not
+    trace again."""
+    forward = inference_function(model)
+    kept: list = []
+    outputs: list[np.ndarray] = []
+    for start in range(0, len(items), batch_size):
+        chunk, inputs = load(items[start : start + batch_size])
+        if len(chunk):
+            kept.extend(chunk)
+            outputs.append(np.asarray(forward(inputs)))
+    return kept, np.concatenate(outputs) if outputs else np.zeros((0, 1))

@@ -8,7 +8,6 @@ if TYPE_CHECKING:
     import keras
 
 
-
 def with_vectorizer(model: "keras.Model", vectorizer: "keras.layers.TextVectorization") -> "keras.Model":
     """The trained model behind its vectorizer: raw strings in, logits out (what `model.keras` holds)."""
     import keras

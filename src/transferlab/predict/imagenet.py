@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from transferlab.compat.tensorflow import import_tensorflow
 from transferlab.config.schema import BadFilePolicy
+from transferlab.data.inputs import ImageBatches, image_files
 from transferlab.errors import ConfigError, ModelError, first_line
-from transferlab.predict.inputs import ImageBatches, image_files
-from transferlab.predict.run import check_top_k, in_batches
-
-if TYPE_CHECKING:
-    pass
+from transferlab.models.saved import in_batches
+from transferlab.predict.run import check_top_k
 
 
 def predict_with_imagenet(

@@ -12,14 +12,15 @@ import json
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Optional
+from typing import TYPE_CHECKING, Optional
 
 import numpy as np
 
 from transferlab.compat.tensorflow import import_tensorflow
 from transferlab.config.schema import BadFilePolicy
 from transferlab.errors import ConfigError, ModelError, first_line
-from transferlab.predict.inputs import ImageBatches, image_files, read_texts, takes_text
+from transferlab.modalities.base import PredictOptions
+from transferlab.modalities.registry import modality_of
 
 if TYPE_CHECKING:
     import keras
@@ -127,39 +128,13 @@ def predict_with_run(
     """
     check_top_k(k)
     import_tensorflow()
-    import tensorflow as tf
-
     run = load_run(run_dir)
     k = min(k, len(run.class_names))
-    policy = on_bad_file or run.on_bad_file
-    if takes_text(run.model):
-        texts = read_texts(inputs, text_column or run.text_column, policy)
-        kept, logits = in_batches(run.model, texts, lambda chunk: (chunk, tf.constant(chunk)), batch_size)
-        return top_k_rows(kept, probabilities(logits), run.class_names, k, key="text")
-    files = image_files(inputs)
-    images = ImageBatches(tuple(run.model.input_shape[1:3]), policy)
-    kept, logits = in_batches(run.model, files, images, batch_size)
-    images.report(len(files))
-    return top_k_rows(kept, probabilities(logits), run.class_names, k)
-
+    modality = modality_of(run.model)
+    options = PredictOptions(on_bad_file or run.on_bad_file, text_column or run.text_column, batch_size)
+    kept, logits = modality.predict(run.model, inputs, options)
+    return top_k_rows(kept, probabilities(logits), run.class_names, k, key=modality.prediction_key)
 
 def check_top_k(k: int) -> None:
     if k < 1:
         raise ConfigError(f"--top-k {k} must be at least 1 (the number of best classes listed per input)")
-
-
-def in_batches(model, items: list, load: Callable, batch_size: int) -> tuple[list, np.ndarray]:
-    """The items `load` kept and the model's outputs for them, loaded a batch at a time (a folder of photos
-    need not fit in memory) and run through one traced function, which a last, smaller batch does not
-    trace again."""
-    from transferlab.models.saved import inference_function
-
-    forward = inference_function(model)
-    kept: list = []
-    outputs: list[np.ndarray] = []
-    for start in range(0, len(items), batch_size):
-        chunk, inputs = load(items[start : start + batch_size])
-        if len(chunk):
-            kept.extend(chunk)
-            outputs.append(np.asarray(forward(inputs)))
-    return kept, np.concatenate(outputs) if outputs else np.zeros((0, 1))

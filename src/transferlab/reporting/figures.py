@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
 import numpy as np
 
 from transferlab.reporting.evaluation import Misclassified
 
 if TYPE_CHECKING:
-
     from transferlab.config.schema import ExperimentConfig
     from transferlab.data.splits import SplitData
 
@@ -24,9 +23,9 @@ def write_plots(
     matrix: Optional[list],
     wrong: Misclassified,
     data: "SplitData",
-    cfg: "ExperimentConfig",
+    extra: dict[str, Callable[[], object]],
 ) -> list[Path]:
-    """Learning curves, confusion matrix, mistakes and augmentation preview; a plot that fails is skipped."""
+    """Learning curves, confusion matrix, mistakes and the modality's `extra` figures; a plot that fails is skipped."""
     from transferlab.reporting import plots
 
     drawings = {"learning_curves": lambda: plots.learning_curves(history) if history else None}
@@ -36,8 +35,7 @@ def write_plots(
         drawings["misclassified"] = lambda: plots.misclassified(
             wrong.images, wrong.truths[: wrong.limit], wrong.predictions[: wrong.limit], data.class_names
         )
-    if data.vectorizer is None:
-        drawings["augmentation_preview"] = lambda: _augmentation_preview(data, cfg)
+    drawings.update(extra)
     written = []
     for name, draw in drawings.items():
         try:
@@ -49,7 +47,8 @@ def write_plots(
     return written
 
 
-def _augmentation_preview(data: "SplitData", cfg: "ExperimentConfig"):
+def augmentation_preview(data: "SplitData", cfg: "ExperimentConfig"):
+    """A training image beside augmented copies of it, as the pipeline draws them."""
     from PIL import Image
 
     from transferlab.data.augmentation import build_augmentation

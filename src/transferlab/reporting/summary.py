@@ -12,11 +12,7 @@ from typing import TYPE_CHECKING, Optional
 from transferlab.atomic import save_model, write_history, write_json
 from transferlab.config.schema import monitor_mode
 from transferlab.errors import ConfigError
-from transferlab.reporting.evaluation import (
-    evaluate_test,
-    format_report,
-    write_misclassified_texts,
-)
+from transferlab.reporting.evaluation import evaluate_test, format_report
 from transferlab.reporting.figures import write_plots
 from transferlab.repro import environment_info
 
@@ -25,6 +21,7 @@ if TYPE_CHECKING:
 
     from transferlab.config.schema import ExperimentConfig
     from transferlab.data.splits import SplitData
+    from transferlab.modalities.base import Modality
     from transferlab.training.phases import ScheduleResult
 
 log = logging.getLogger(__name__)
@@ -66,6 +63,7 @@ class RunSummary:
 def evaluate_and_save(
     model: "keras.Model",
     data: "SplitData",
+    modality: "Modality",
     result: "ScheduleResult",
     cfg: "ExperimentConfig",
     run_dir: Path,
@@ -76,13 +74,12 @@ def evaluate_and_save(
 ) -> RunSummary:
     """Write history and final model, evaluate on the test split, draw the plots, and write summary.json."""
     write_history(result.history, run_dir / "history.csv")
-    save_model(data.exported(model), run_dir / "model.keras")
+    save_model(modality.exported(model, data), run_dir / "model.keras")
     test_metrics, report, matrix, wrong = evaluate_test(model, data)
     if report:
         log.info("test split, per class:\n%s", format_report(report, data.class_names))
-    if data.vectorizer is not None:
-        write_misclassified_texts(wrong, data, run_dir / "misclassified.csv")
-    write_plots(run_dir / "plots", result.history, matrix, wrong, data, cfg)
+    modality.write_mistakes(wrong, data, run_dir)
+    write_plots(run_dir / "plots", result.history, matrix, wrong, data, modality.figures(cfg, data))
     monitor, mode = cfg.schedule.monitor, monitor_mode(cfg.schedule)
     summary = RunSummary(
         status="completed",

@@ -10,12 +10,9 @@ from __future__ import annotations
 import logging
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional, Protocol
+from typing import Optional, Protocol
 
 from transferlab.repro import environment_info, redact
-
-if TYPE_CHECKING:
-    pass
 
 log = logging.getLogger(__name__)
 
@@ -135,6 +132,6 @@ def unflatten(flat: dict[str, object], sep: str) -> dict[str, object]:
     return nested
 
 
-def _scalar(value: object) -> object:
+def scalar(value: object) -> object:
     """HParams take bool, int, float or str."""
     return value if isinstance(value, (bool, int, float, str)) else str(value)

@@ -4,12 +4,8 @@ from __future__ import annotations
 
 import csv
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from transferlab.tracking.base import NoOpTracker
-
-if TYPE_CHECKING:
-    pass
 
 
 class CsvTracker(NoOpTracker):

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from transferlab.tracking.base import NoOpTracker, system_info
-from transferlab.tracking.stores import _sqlite_artifact_root, check_mlflow_store
+from transferlab.tracking.stores import check_mlflow_store, sqlite_artifact_root
 
 if TYPE_CHECKING:
     from transferlab.config.schema import MlflowConfig
@@ -26,7 +26,7 @@ class MlflowTracker(NoOpTracker):
         experiment_id = (
             experiment.experiment_id
             if experiment
-            else self._client.create_experiment(experiment_name, artifact_location=_sqlite_artifact_root(cfg.tracking_uri))
+            else self._client.create_experiment(experiment_name, artifact_location=sqlite_artifact_root(cfg.tracking_uri))
         )
         system = system_info()
         run_tags = {

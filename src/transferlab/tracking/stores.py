@@ -6,17 +6,12 @@ import os
 import socket
 import urllib.request
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from typing import Optional
 from urllib.parse import urlsplit
 
 from transferlab.repro import redact
 
-if TYPE_CHECKING:
-    pass
-
-
 REACH_TIMEOUT_S = 2.0
-
 
 DEFAULT_PORTS = {"http": 80, "https": 443, "postgresql": 5432, "mysql": 3306, "mssql": 1433}
 
@@ -95,7 +90,7 @@ def _unreachable(address: str) -> Optional[str]:
         return f"no connection to {host}:{port} within {REACH_TIMEOUT_S:g} s ({exc.strerror or exc})"
 
 
-def _sqlite_artifact_root(uri: str) -> Optional[str]:
+def sqlite_artifact_root(uri: str) -> Optional[str]:
     """`mlartifacts/` beside a SQLite store (created if needed); other stores choose their own."""
     if not uri.startswith("sqlite:///"):
         return None

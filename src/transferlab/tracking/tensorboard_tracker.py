@@ -3,13 +3,8 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from transferlab.tracking.base import NoOpTracker, _scalar
-
-if TYPE_CHECKING:
-    pass
-
+from transferlab.tracking.base import NoOpTracker, scalar
 
 PHASE_INDEX = {"head": 1, "fine_tune": 2}
 
@@ -46,7 +41,7 @@ class TensorBoardTracker(NoOpTracker):
         text = "\n".join(f"    {key}: {value}" for key, value in sorted(params.items()))
         with self._writers["train"].as_default():
             self._tf.summary.text("config", text, step=0)
-        hparams = {key: _scalar(params[key]) for key in HPARAM_KEYS if key in params}
+        hparams = {key: scalar(params[key]) for key in HPARAM_KEYS if key in params}
         with self._root.as_default():
             hp.hparams_config(
                 hparams=[hp.HParam(key) for key in hparams],

@@ -1,7 +1,9 @@
-"""The schedule's Keras callbacks: epoch history, resumable early stopping, best-model and per-epoch checkpoints."""
+"""The schedule's Keras callbacks: epoch history, resumable early stopping, best-model and per-epoch checkpoints,
+and the one place that builds them for each phase."""
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 from typing import Optional
@@ -10,17 +12,20 @@ import keras
 import numpy as np
 
 from transferlab.atomic import save_model, write_history
-from transferlab.models.saved import get_base
+from transferlab.config.schema import ScheduleConfig, monitor_mode
+from transferlab.models.saved import base_digest, get_base
 from transferlab.tracking.base import Trackers
 from transferlab.training.checkpoints import (
     BEST_PENDING,
     EARLY_STOPPING_STATE,
+    Checkpoint,
     ScheduleState,
-    base_digest,
     save_checkpoint,
     trained_variables,
 )
 from transferlab.training.phases import Phase
+
+log = logging.getLogger(__name__)
 
 
 class EpochRecorder(keras.callbacks.Callback):
@@ -154,3 +159,52 @@ class EpochCheckpointer(keras.callbacks.Callback):
             self.root, self.full_model, self.state, early_stopping_weights, frozen_base=self.best.defer,
             base_sha256=self.base_sha256 if self.needs_base_digest else None, **{BEST_PENDING: self.best.pending},
         )
+
+
+class PhaseCallbacks:
+    """The callbacks of every phase. The history recorder, best-model checkpoint and epoch checkpointer
+    are one each for the whole run, so best.keras is the best epoch of both phases; early stopping
+    is per phase, restored mid-phase from the checkpoint."""
+
+    def __init__(self, model: keras.Model, cfg: ScheduleConfig, trackers: Trackers, run_dir: Path,
+                 state: ScheduleState, resume_from: Optional[Checkpoint]):
+        self.cfg, self.state, self.resume_from = cfg, state, resume_from
+        self.recorder = EpochRecorder(trackers, state)
+        self.best = BestModelCheckpoint(
+            model, run_dir / "best.keras", monitor=cfg.monitor, mode=monitor_mode(cfg), save_best_only=True,
+            initial_value_threshold=state.best_value, pending=pending_best(resume_from),
+        )
+        self.checkpointer = EpochCheckpointer(run_dir / "checkpoints", model, state, self.best)
+
+    def for_phase(self, phase: Phase, last: bool, resuming: bool) -> list[keras.callbacks.Callback]:
+        """The phase's callbacks in the order they must run: the checkpointer last, after every other's update."""
+        self.best.begin_phase(frozen_base=phase.unfreeze is None, last=last)
+        self.recorder.phase = phase
+        early_stop = self._early_stopping(phase, resuming)
+        self.checkpointer.early_stop = early_stop
+        return [self.recorder, self.best, keras.callbacks.TerminateOnNaN(), *filter(None, [early_stop]), self.checkpointer]
+
+    def _early_stopping(self, phase: Phase, resuming: bool) -> Optional[ResumableEarlyStopping]:
+        if phase.patience is None:
+            return None
+        return ResumableEarlyStopping(
+            monitor=self.cfg.monitor, mode=monitor_mode(self.cfg), patience=phase.patience, restore_best_weights=True,
+            saved=self.state.early_stopping if resuming else None,
+            saved_weights=self.resume_from.early_stopping_weights() if resuming else None,
+        )
+
+    def keep_best_after_failure(self) -> None:
+        """A failed or interrupted run keeps the best model it found; a second failure only warns."""
+        try:
+            self.best.write_pending()
+        except Exception as exc:  # e.g. the disk that failed the run is still full: report the first error
+            log.warning("could not write %s after the run stopped (%s)", self.best.filepath, exc)
+
+
+def pending_best(checkpoint: Optional[Checkpoint]) -> Optional[list]:
+    """The head-phase best a frozen-base checkpoint still carries, to be written when it is due.
+
+    A full-model checkpoint's pending best needs the pretrained base rebuilt from the config, so the
+    recipe writes it before resuming (`Checkpoint.write_pending_best`); both cases start here.
+    """
+    return checkpoint.arrays(BEST_PENDING) if checkpoint and checkpoint.frozen_base else None

@@ -92,6 +92,11 @@ class Checkpoint:
     def frozen_base(self) -> bool:
         return TRAINED in self.stored
 
+    def resumed_model(self, build: Callable[[], "keras.Model"], best_path: Path) -> "keras.Model":
+        """The model to continue training; a pending best.keras the killed run owed is written first."""
+        self.write_pending_best(build, best_path)
+        return self.load_model(build)
+
     def load_model(self, build: Optional[Callable[[], "keras.Model"]] = None) -> "keras.Model":
         """The checkpointed model (loaded, to be checked, when the checkpoint was); a frozen-base
         checkpoint restores its variables into `build()`."""
@@ -117,6 +122,8 @@ class Checkpoint:
     def _rebuilt(self, build: Callable[[], "keras.Model"]) -> "keras.Model":
         """The model built from the config, refused unless its base is the one the checkpoint was trained on."""
         model = build()
+        from transferlab.models.saved import base_digest
+
         if base_digest(model) != (self.folder / BASE_DIGEST).read_text():
             raise ModelError(
                 "the base rebuilt from the config has other weights than the checkpoint was trained on "
@@ -152,16 +159,6 @@ EARLY_STOPPING_BEST = "early_stopping_best"
 BEST_PENDING = "best_pending"  # the head phase's best variables outside the base, not yet in best.keras
 
 
-def base_digest(model: "keras.Model") -> str:
-    """Hash of the base's weights: a rebuilt base must be the one the head was trained on."""
-    import hashlib
-
-    digest = hashlib.sha256()
-    for variable in model.get_layer(BASE_LAYER).variables:
-        digest.update(np.ascontiguousarray(variable.numpy()).tobytes())
-    return digest.hexdigest()
-
-
 def trained_variables(model: "keras.Model") -> list:
     """The model's variables outside the base: all that changes while the base is frozen."""
     frozen = {id(v) for v in model.get_layer(BASE_LAYER).variables}
@@ -186,6 +183,7 @@ def save_checkpoint(
     arrays saved as `<name>.npz`. A failed write removes its partial folder (it would only take space).
     """
     from transferlab.compat.keras import global_seed_generator
+    from transferlab.models.saved import base_digest
 
     root.mkdir(parents=True, exist_ok=True)
     name = f"epoch-{state.epoch:04d}"

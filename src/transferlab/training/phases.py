@@ -13,7 +13,6 @@ from transferlab.models.saved import get_base
 
 HEAD = "head"
 
-
 FINE_TUNE = "fine_tune"
 
 

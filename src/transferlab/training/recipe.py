@@ -1,4 +1,8 @@
-"""The recipe: config -> data -> model -> two phases -> evaluation -> outputs."""
+"""The recipe: config -> data -> model -> two phases -> evaluation -> outputs.
+
+`train` reads like the Keras transfer-learning guide: each step is one call, and none of them asks
+which kind of input the run has (the modality answers that, see `transferlab.modalities`).
+"""
 
 from __future__ import annotations
 
@@ -6,38 +10,23 @@ import errno
 import logging
 import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from typing import Iterator, Optional
 
 from omegaconf import DictConfig
 
 from transferlab.atomic import write_json
 from transferlab.config.convert import flatten, to_experiment_config
 from transferlab.config.schema import ExperimentConfig, LoggerConfig
-from transferlab.data.images import DatasetPlan
-from transferlab.data.text import TextPlan
 from transferlab.errors import StorageError
 from transferlab.reporting.summary import RunSummary
 from transferlab.repro import redact
-from transferlab.training.distribute import worker_role
-from transferlab.training.model import (
-    baseline_metrics,
-    build_classifier,
-    build_data,
-    coverage_metrics,
-    feature_store,
-    load_word_vectors,
-    task_spec,
-)
+from transferlab.training.distribute import Distribution, worker_role
 from transferlab.training.run_guard import release
 from transferlab.training.runs import stop_on_signals
-from transferlab.training.setup import checked_setup, is_text
-
-if TYPE_CHECKING:
-
-    from transferlab.data.splits import SplitData
-    from transferlab.training.distribute import Distribution
+from transferlab.training.setup import Setup, checked_setup
 
 log = logging.getLogger(__name__)
 
@@ -48,10 +37,79 @@ DISK_FULL = {errno.ENOSPC: "no space left", errno.EDQUOT: "disk quota exceeded",
 
 def train(cfg: ExperimentConfig | DictConfig) -> RunSummary:
     """Run one two-phase transfer-learning experiment and return its summary."""
-    cfg = to_experiment_config(cfg)
+    cfg = to_experiment_config(cfg)  # typed and validated, once
     if not worker_role(cfg.trainer).chief:
         return _train_as_worker(cfg)
-    return _train(cfg)
+    return train_checked(cfg)
+
+
+def train_checked(cfg: ExperimentConfig) -> RunSummary:
+    setup = checked_setup(cfg)  # settings, data and run folder checked before TensorFlow starts
+    try:
+        with failure_recorded(cfg, setup.run_dir), stop_on_signals():
+            started = time.perf_counter()
+            distribution = start_tensorflow(cfg)
+            summary = run_experiment(cfg, setup, distribution, started)
+    finally:
+        release(setup.run_dir)  # a notebook's kernel outlives its runs: their folders must not stay locked
+    log.info("run finished in %s: %s", setup.run_dir, {k: round(v, 4) for k, v in summary.metrics.items()})
+    return summary
+
+
+def run_experiment(cfg: ExperimentConfig, setup: Setup, distribution: Distribution, started: float) -> RunSummary:
+    """The steps that need TensorFlow: data, model, baseline, the two phases, evaluation and outputs."""
+    from transferlab.features.baseline import baseline_metrics
+    from transferlab.features.store import feature_store
+    from transferlab.reporting.summary import evaluate_and_save
+    from transferlab.tracking.trackers import open_trackers
+    from transferlab.training.checkpoints import load_checkpoint
+    from transferlab.training.distribute import check_global_batch, weights_fingerprint
+    from transferlab.training.phases import check_unfreeze
+    from transferlab.training.schedule import ScheduleRun, run_schedule
+
+    modality, run_dir = setup.modality, setup.run_dir
+    data = modality.pipelines(cfg, setup.plan)
+    check_global_batch(cfg.dataset.batch_size, distribution)
+    # Everything that creates variables or compiles (the resumed model too) runs inside the scope.
+    with distribution.scope():
+        checkpoint = load_checkpoint(run_dir / "checkpoints") if cfg.resume else None
+        classifier = modality.classifier(cfg, data)
+        model = checkpoint.resumed_model(classifier.build, run_dir / "best.keras") if checkpoint else classifier.build()
+        check_unfreeze(model, cfg.schedule)
+        features = feature_store(model, data, modality.feature_folder(cfg), cfg.base_model)
+        baseline = baseline_metrics(cfg.baseline, features, run_dir, resumed=checkpoint is not None)
+        run_info = distribution.info()
+        with open_trackers(cfg, run_dir) as trackers:
+            trackers.log_params({**flatten(cfg), **{f"distribution.{k}": v for k, v in run_info.items()}})
+            result = run_schedule(ScheduleRun(
+                model, data, classifier.task, features, cfg.schedule, cfg.optimizer, trackers, run_dir,
+                resume_from=checkpoint, cache_by_default=modality.caches_head_features(cfg),
+                jit_compile=cfg.trainer.jit_compile, verbose=cfg.trainer.verbose,
+            ))
+            # Equal on every worker of a synchronous cluster; each logs its own, the chief also records it.
+            run_info["weights_fingerprint"] = weights_fingerprint(model)
+            log.info("final weights fingerprint %s (%s)", run_info["weights_fingerprint"],
+                     distribution.role.task or "single process")
+            summary = evaluate_and_save(
+                model, data, modality, result, cfg, run_dir, started, trackers.run_info(),
+                {**baseline, **classifier.metrics}, run_info,
+            )
+            trackers.log_summary(summary.to_dict())
+            trackers.log_artifacts(run_dir)  # config, final model, history, summary and plots
+    return summary
+
+
+def start_tensorflow(cfg: ExperimentConfig) -> Distribution:
+    """TensorFlow imported only now, after the config and the data have been checked; then the devices
+    and a multi-worker strategy's collectives (fixed once TensorFlow runs anything), then the seeds."""
+    from transferlab.compat.tensorflow import import_tensorflow
+    from transferlab.repro import seed_everything
+    from transferlab.training.distribute import start_distribution
+
+    import_tensorflow()
+    distribution = start_distribution(cfg.trainer)
+    seed_everything(cfg.trainer.seed, cfg.trainer.deterministic)
+    return distribution
 
 
 def _train_as_worker(cfg: ExperimentConfig) -> RunSummary:
@@ -60,21 +118,15 @@ def _train_as_worker(cfg: ExperimentConfig) -> RunSummary:
     with tempfile.TemporaryDirectory(prefix="transferlab-worker-") as scratch:
         log.info("non-chief worker: training alongside the chief; results are kept by the chief only")
         quiet = LoggerConfig(tensorboard=False, csv=False, neptune=None, mlflow=None)
-        return _train(replace(cfg, paths=replace(cfg.paths, output_dir=scratch, feature_cache=None), logger=quiet))
+        return train_checked(replace(cfg, paths=replace(cfg.paths, output_dir=scratch, feature_cache=None), logger=quiet))
 
 
-def _train(cfg: ExperimentConfig) -> RunSummary:
-    cfg, image_size, plan, run_dir = checked_setup(cfg)
+@contextmanager
+def failure_recorded(cfg: ExperimentConfig, run_dir: Path) -> Iterator[None]:
+    """A run that fails or is interrupted says so in summary.json, with the command that resumes it;
+    a full disk becomes one StorageError naming the file and the resume command."""
     try:
-        return _train_in(cfg, plan, image_size, run_dir)
-    finally:
-        release(run_dir)  # a notebook's kernel outlives its runs: their folders must not stay locked
-
-
-def _train_in(cfg: ExperimentConfig, plan: DatasetPlan | TextPlan, image_size, run_dir: Path) -> RunSummary:
-    try:
-        with stop_on_signals():
-            summary = _train_and_report(cfg, plan, image_size, run_dir)
+        yield
     except BaseException as exc:
         interrupted = isinstance(exc, KeyboardInterrupt)
         full = disk_full_error(exc)
@@ -97,8 +149,6 @@ def _train_in(cfg: ExperimentConfig, plan: DatasetPlan | TextPlan, image_size, r
                 f"with resume={run_dir}"
             ) from exc
         raise
-    log.info("run finished in %s: %s", run_dir, {k: round(v, 4) for k, v in summary.metrics.items()})
-    return summary
 
 
 def disk_full_error(exc: BaseException) -> Optional[OSError]:
@@ -110,62 +160,3 @@ def disk_full_error(exc: BaseException) -> Optional[OSError]:
         seen.add(id(exc))
         exc = exc.__cause__ or exc.__context__
     return None
-
-
-def _train_and_report(cfg: ExperimentConfig, plan: DatasetPlan | TextPlan, image_size, run_dir: Path) -> RunSummary:
-    # TensorFlow is imported here, after the config and the data have been checked.
-    from transferlab.compat.tensorflow import import_tensorflow
-    from transferlab.repro import seed_everything
-    from transferlab.training.distribute import check_global_batch, start_distribution
-
-    started = time.perf_counter()
-    import_tensorflow()
-    # First: the devices and a multi-worker strategy's collectives are fixed once TensorFlow runs anything.
-    distribution = start_distribution(cfg.trainer)
-    seed_everything(cfg.trainer.seed, cfg.trainer.deterministic)
-    data = build_data(cfg, plan, image_size)
-    check_global_batch(cfg.dataset.batch_size, distribution)
-    # Everything that creates variables or compiles (the resumed model too) runs inside the scope.
-    with distribution.scope():
-        return _fit_and_report(cfg, data, image_size, run_dir, distribution, started)
-
-
-def _fit_and_report(
-    cfg: ExperimentConfig, data: "SplitData", image_size, run_dir: Path, distribution: "Distribution", started: float
-) -> RunSummary:
-    from transferlab.data.augmentation import build_augmentation
-    from transferlab.reporting.summary import evaluate_and_save
-    from transferlab.tracking.trackers import open_trackers
-    from transferlab.training.checkpoints import load_checkpoint
-    from transferlab.training.distribute import weights_fingerprint
-    from transferlab.training.phases import check_unfreeze
-    from transferlab.training.schedule import run_schedule
-
-    task = task_spec(cfg, data, image_size)
-    checkpoint = load_checkpoint(run_dir / "checkpoints") if cfg.resume else None
-    embeddings = load_word_vectors(cfg, data)
-    vector_metrics = coverage_metrics(embeddings)
-    build = lambda: build_classifier(cfg, data, task, embeddings)  # noqa: E731
-    if checkpoint:
-        checkpoint.write_pending_best(build, run_dir / "best.keras")
-    model = checkpoint.load_model(build) if checkpoint else build()
-    check_unfreeze(model, cfg.schedule)
-    features = feature_store(cfg, model, data)
-    baseline = baseline_metrics(cfg, features, run_dir, resumed=checkpoint is not None)
-    run_info = distribution.info()
-    with open_trackers(cfg, run_dir) as trackers:
-        trackers.log_params({**flatten(cfg), **{f"distribution.{k}": v for k, v in run_info.items()}})
-        result = run_schedule(
-            model, data, cfg.schedule, cfg.optimizer, task, trackers, run_dir, cfg.trainer.verbose, checkpoint,
-            cache_by_default=not is_text(cfg) and build_augmentation(cfg.augmentation, 0) is None,
-            jit_compile=cfg.trainer.jit_compile, features=features,
-        )
-        # Equal on every worker of a synchronous cluster; each logs its own, the chief also records it.
-        run_info["weights_fingerprint"] = weights_fingerprint(model)
-        log.info("final weights fingerprint %s (%s)", run_info["weights_fingerprint"], distribution.role.task or "single process")
-        summary = evaluate_and_save(
-            model, data, result, cfg, run_dir, started, trackers.run_info(), {**baseline, **vector_metrics}, run_info
-        )
-        trackers.log_summary(summary.to_dict())
-        trackers.log_artifacts(run_dir)  # config, final model, history, summary and plots
-    return summary

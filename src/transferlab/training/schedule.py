@@ -10,7 +10,7 @@ Rules the Keras transfer-learning guide teaches, each enforced here:
 - epochs continue across phases (`initial_epoch`), so the history is one run with a phase column.
 
 After every epoch the model, its optimizer state and the schedule's position are checkpointed
-(`transferlab.checkpoints`), so a killed run resumes in the right phase at the next epoch.
+(`transferlab.training.checkpoints`), so a killed run resumes in the right phase at the next epoch.
 """
 
 from __future__ import annotations
@@ -18,25 +18,20 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Optional
 
 import keras
 
-from transferlab.config.schema import OptimizerConfig, ScheduleConfig, monitor_mode
+from transferlab.config.schema import OptimizerConfig, ScheduleConfig
 from transferlab.data.splits import SplitData
 from transferlab.errors import TrainingError
 from transferlab.features.store import FeatureStore, cached_feature_data, split_model
 from transferlab.models.heads import TaskSpec
 from transferlab.tracking.base import Trackers
-from transferlab.training.callbacks import (
-    BestModelCheckpoint,
-    EpochCheckpointer,
-    EpochRecorder,
-    ResumableEarlyStopping,
-)
-from transferlab.training.checkpoints import BEST_PENDING, Checkpoint, ScheduleState
+from transferlab.training.callbacks import PhaseCallbacks
+from transferlab.training.checkpoints import Checkpoint, ScheduleState
 from transferlab.training.optimizers import compile_model
 from transferlab.training.phases import (
     Phase,
@@ -49,65 +44,49 @@ from transferlab.training.phases import (
 log = logging.getLogger(__name__)
 
 
-def run_schedule(
-    model: keras.Model,
-    data: SplitData,
-    cfg: ScheduleConfig,
-    optimizer: OptimizerConfig,
-    task: TaskSpec,
-    trackers: Trackers,
-    run_dir: Path,
-    verbose: int = 2,
-    resume_from: Optional[Checkpoint] = None,
-    cache_by_default: bool = True,
-    jit_compile: bool = False,
-    features: Optional[FeatureStore] = None,
-) -> ScheduleResult:
+@dataclass
+class ScheduleRun:
+    """What the schedule trains, on what, with which settings, and where it records."""
+
+    model: keras.Model
+    data: SplitData
+    task: TaskSpec
+    features: FeatureStore  # the run's store, shared with the baseline: a cached head phase reads from it
+    schedule: ScheduleConfig
+    optimizer: OptimizerConfig
+    trackers: Trackers
+    run_dir: Path
+    resume_from: Optional[Checkpoint] = None
+    cache_by_default: bool = True  # whether the head phase caches base features unless the config says
+    jit_compile: bool = False
+    verbose: int = 2
+
+
+def run_schedule(run: ScheduleRun) -> ScheduleResult:
     """Run each planned phase with its own trainable set, compile, and callbacks; return the history.
 
     With `resume_from`, `model` is the checkpoint's model (compiled, with its optimizer state), the
-    finished phases are skipped, and the interrupted phase continues at the next epoch. A cached head
-    phase reads the base's features from `features` (the run's store, shared with the baseline).
+    finished phases are skipped, and the interrupted phase continues at the next epoch.
     """
+    model, resume_from = run.model, run.resume_from
     state = resume_from.state if resume_from else ScheduleState()
     if resume_from:
         resume_from.restore_rng(model)
-    recorder = EpochRecorder(trackers, state)
-    # One best-model callback for both phases, so best.keras is the best epoch of the whole run.
-    best_checkpoint = BestModelCheckpoint(
-        model, run_dir / "best.keras", monitor=cfg.monitor, mode=monitor_mode(cfg), save_best_only=True,
-        initial_value_threshold=state.best_value,
-        # A full-model checkpoint's pending best was written before resuming (Checkpoint.write_pending_best).
-        pending=resume_from.arrays(BEST_PENDING) if resume_from and resume_from.frozen_base else None,
-    )
-    checkpointer = EpochCheckpointer(run_dir / "checkpoints", model, state, best_checkpoint)
-    phases = [p for p in plan_phases(cfg, cache_by_default) if p.name not in state.finished_phases]
+    callbacks = PhaseCallbacks(model, run.schedule, run.trackers, run.run_dir, state, resume_from)
+    phases = [p for p in plan_phases(run.schedule, run.cache_by_default) if p.name not in state.finished_phases]
     try:
         for phase in phases:
-            resuming = _enter_phase(model, phase, state, optimizer, task, resume_from, jit_compile)
-            best_checkpoint.begin_phase(frozen_base=phase.unfreeze is None, last=phase is phases[-1])
-            recorder.phase = phase
+            resuming = _enter_phase(model, phase, state, run.optimizer, run.task, resume_from, run.jit_compile)
+            phase_callbacks = callbacks.for_phase(phase, last=phase is phases[-1], resuming=resuming)
             started, resumed_at = time.perf_counter(), state.epoch
-            fit_model, fit_data, extraction_s = _what_to_fit(model, data, phase, task, features or FeatureStore(model, data))
-            early_stop = None
-            if phase.patience is not None:
-                early_stop = ResumableEarlyStopping(
-                    monitor=cfg.monitor, mode=monitor_mode(cfg), patience=phase.patience, restore_best_weights=True,
-                    saved=state.early_stopping if resuming else None,
-                    saved_weights=resume_from.early_stopping_weights() if resuming else None,
-                )
-            checkpointer.early_stop = early_stop
-            callbacks = [recorder, best_checkpoint, keras.callbacks.TerminateOnNaN(), *filter(None, [early_stop]), checkpointer]
-            _fit(fit_model, fit_data, state, phase, callbacks, verbose)
+            fit_model, fit_data, extraction_s = _what_to_fit(model, run.data, phase, run.task, run.features)
+            _fit(fit_model, fit_data, state, phase, phase_callbacks, run.verbose)
             state.finished_phases.append(phase.name)
             elapsed_s = time.perf_counter() - started
             state.phase_results.append(asdict(_phase_result(phase, state, model, extraction_s, elapsed_s, resumed_at)))
-            checkpointer.save()
+            callbacks.checkpointer.save()
     except BaseException:
-        try:
-            best_checkpoint.write_pending()  # a failed or interrupted run keeps the best model it found
-        except Exception as exc:  # e.g. the disk that failed the run is still full: report the first error
-            log.warning("could not write %s after the run stopped (%s)", best_checkpoint.filepath, exc)
+        callbacks.keep_best_after_failure()
         raise
     return ScheduleResult([PhaseResult(**r) for r in state.phase_results], state.history)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Optional
+from typing import Callable, Optional
 
 import numpy as np
 
@@ -13,17 +13,12 @@ from transferlab.config.schema import BadFilePolicy
 from transferlab.data.images import IMAGE_SUFFIXES, TF_FORMATS
 from transferlab.errors import DataError, first_line
 
-if TYPE_CHECKING:
-    pass
-
 log = logging.getLogger(__name__)
 
 
 TABLE_SUFFIXES = (".csv", ".tsv", ".parquet", ".csv.gz", ".tsv.gz")
 
-
 TEXT_SUFFIXES = (*TABLE_SUFFIXES, ".txt")
-
 
 SKIP_HINT = "or pass --on-bad-file skip to leave unreadable inputs out"
 
@@ -99,10 +94,6 @@ class ImageBatches:
         if len(self.skipped) == total:
             raise DataError(f"none of the {total} image(s) could be decoded, e.g. '{first}' ({reason}); give readable images")
         log.warning("skipped %d unreadable image(s) of %d, e.g. %s (%s)", len(self.skipped), total, first, reason)
-
-
-def takes_text(model) -> bool:
-    return model.inputs[0].dtype == "string"
 
 
 def read_texts(inputs: list[str], column: str, policy: BadFilePolicy = BadFilePolicy.fail) -> list[str]:

@@ -1,7 +1,7 @@
 """Benchmark: loading GloVe-format word vectors for a vocabulary, three ways, side by side in one run.
 
-    python scripts/bench_vectors.py                     # 400,000 words x 100-d, a 10,000-word vocabulary
-    python scripts/bench_vectors.py --words 50000       # a quicker look
+    python benchmarks/vectors.py                     # 400,000 words x 100-d, a 10,000-word vocabulary
+    python benchmarks/vectors.py --words 50000       # a quicker look
 
 Builds a file the size of glove.6B.100d.txt (each line a word and 100 numbers with 5 decimals), a
 vocabulary of which 90% is in the file (spread evenly over it, so no loader can stop early), and
@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import argparse
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
+from timing import timed
 
 from transferlab.models.vectors import VectorsFile, load_embeddings
 
@@ -45,12 +45,6 @@ def tutorial_loop(path: Path, vocabulary: list[str], dim: int) -> np.ndarray:
         if vector is not None:
             matrix[i] = vector
     return matrix
-
-
-def timed(fn, *args):
-    start = time.perf_counter()
-    result = fn(*args)
-    return result, time.perf_counter() - start
 
 
 def main() -> None:

@@ -12,7 +12,7 @@
 Data and base: the shared cats_dogs photos and MobileNet (alpha 0.25) with its real ImageNet
 weights when `../shared/data/` is beside the checkout, else generated photos and random weights.
 
-    python scripts/bench_overhead.py [--head-epochs 3] [--fine-tune-epochs 2] [--size 224] [--repeats 3]
+    python benchmarks/overhead.py [--head-epochs 3] [--fine-tune-epochs 2] [--size 224] [--repeats 3]
 """
 
 import argparse
@@ -22,8 +22,10 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
+
+from phase1 import write_photos
+from timing import timed_command
 
 ROOT = Path(__file__).resolve().parents[1]
 TRAIN = ROOT / "scripts" / "train.py"
@@ -71,19 +73,7 @@ def train_overrides(data: Path, size: int, args, weights: str, out: Path) -> lis
     ]
 
 
-def timed(command: list[str], env: dict, cwd: Path) -> float:
-    start = time.perf_counter()
-    result = subprocess.run(command, env=env, cwd=cwd, capture_output=True, text=True)
-    elapsed = time.perf_counter() - start
-    if result.returncode != 0:
-        sys.exit(f"{' '.join(command[:3])} failed:\n{result.stderr[-3000:]}")
-    return elapsed
-
-
 def generated_photos(folder: Path, n: int = 400) -> Path:
-    sys.path.insert(0, str(ROOT / "scripts"))
-    from bench_phase1 import write_photos
-
     return write_photos(folder, n, 160)
 
 
@@ -97,7 +87,7 @@ def compare_runs(args, tmp: Path, env: dict) -> None:
     weights = "imagenet" if real else "null"
     plain_weights = "imagenet" if real else "None"
     (tmp / "plain").mkdir()
-    plain = timed([sys.executable, __file__, "--plain", str(data), str(args.size), str(args.head_epochs),
+    plain = timed_command([sys.executable, __file__, "--plain", str(data), str(args.size), str(args.head_epochs),
                    str(args.fine_tune_epochs), plain_weights], {**env, "PLAIN_OUT": str(tmp / "plain")}, tmp)
     variants = {
         "train.py, phase 1 on images, logger=none": ["schedule.head.cache_features=false", "logger=none"],
@@ -110,7 +100,7 @@ def compare_runs(args, tmp: Path, env: dict) -> None:
     print(f"  plain Keras script (keras.io recipe)                             : {plain:7.1f} s")
     for i, (name, extra) in enumerate(variants.items()):
         out = tmp / f"run{i}"
-        seconds = timed([sys.executable, str(TRAIN), *train_overrides(data, args.size, args, weights, out), *extra], env, tmp)
+        seconds = timed_command([sys.executable, str(TRAIN), *train_overrides(data, args.size, args, weights, out), *extra], env, tmp)
         print(f"  {name:<65}: {seconds:7.1f} s  = {seconds / plain:.2f}x plain (target <= 1.10x)")
 
 
@@ -122,11 +112,11 @@ def cli_startup(args, tmp: Path, env: dict) -> None:
              "except SystemExit: pass\n"
              "print('tensorflow' in sys.modules, file=sys.stderr)")
     for flags in (["--help"], ["--cfg", "job"]):
-        times = [timed([sys.executable, str(TRAIN), *flags], env, tmp) for _ in range(args.repeats)]
+        times = [timed_command([sys.executable, str(TRAIN), *flags], env, tmp) for _ in range(args.repeats)]
         imported = subprocess.run([sys.executable, "-c", probe, str(TRAIN), *flags], env=env, cwd=tmp,
                                   capture_output=True, text=True).stderr.strip().splitlines()[-1]
         print(f"  train.py {' '.join(flags):<10}: {statistics.median(times):5.2f} s   imports TensorFlow: {imported}")
-    bare = [timed([sys.executable, "-c", "import tensorflow"], env, tmp) for _ in range(args.repeats)]
+    bare = [timed_command([sys.executable, "-c", "import tensorflow"], env, tmp) for _ in range(args.repeats)]
     print(f"  (for scale: python -c 'import tensorflow': {statistics.median(bare):5.2f} s)")
 
 

@@ -22,7 +22,7 @@ MobileNetV2 at `--size` with random weights whose BatchNorm statistics are set f
 (`calibrate_random_base`), so the compute is MobileNetV2's and the features still tell the classes
 apart.
 
-    python scripts/bench_phase1.py [--synthetic] [--images 320] [--epochs 10] [--size 128]
+    python benchmarks/phase1.py [--synthetic] [--images 320] [--epochs 10] [--size 128]
 """
 
 import argparse
@@ -33,6 +33,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from timing import paired, samples
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 CATS_DOGS = SHARED_DATA / "cats_dogs"
@@ -208,19 +209,19 @@ def report(args, real: bool, size: int, first: list, rerun: dict, images: dict, 
     times = [phase["wall_time_s"] for phase, _ in first]
     print(f"head phase, {args.epochs} epochs, {base}, {size}x{size}, {counts['train']} training and "
           f"{counts['validation']} validation images; each first run is paired with the pass measured just before it")
-    print(f"  one feature-extraction pass over the training set, cold   : {_samples(cold)} s")
-    print(f"  one feature-extraction pass over the training set, warm   : {_samples(warm)} s")
-    print(f"  phase 1 on cached features, first run (extraction incl.)  : {_samples(times)} s")
+    print(f"  one feature-extraction pass over the training set, cold   : {samples(cold)} s")
+    print(f"  one feature-extraction pass over the training set, warm   : {samples(warm)} s")
+    print(f"  phase 1 on cached features, first run (extraction incl.)  : {samples(times)} s")
     print(f"    of which extracting training and validation features   : "
-          f"{_samples([phase['feature_extraction_s'] for phase, _ in first])} s")
+          f"{samples([phase['feature_extraction_s'] for phase, _ in first])} s")
     print(f"    of which training the head (checkpoints incl.)         : "
-          f"{_samples([phase['wall_time_s'] - phase['feature_extraction_s'] for phase, _ in first])} s")
-    print(f"  phase 1 first run / cold pass over the training set       : {_paired(times, cold)} (target <= 1.3x)")
-    print(f"  phase 1 first run / warm pass over the training set       : {_paired(times, warm)}")
-    print(f"  phase 1 first run / cold pass over training + validation  : {_paired(times, [c * share for c in cold])}"
+          f"{samples([phase['wall_time_s'] - phase['feature_extraction_s'] for phase, _ in first])} s")
+    print(f"  phase 1 first run / cold pass over the training set       : {paired(times, cold)} (target <= 1.3x)")
+    print(f"  phase 1 first run / warm pass over the training set       : {paired(times, warm)}")
+    print(f"  phase 1 first run / cold pass over training + validation  : {paired(times, [c * share for c in cold])}"
           "  (every image phase 1 needs, once)")
     print(f"  phase 1 rerun, features from the on-disk cache            : {rerun['wall_time_s']:7.2f} s  "
-          f"= {_paired([rerun['wall_time_s']], cold[1:2])} the cold pass measured right after it")
+          f"= {paired([rerun['wall_time_s']], cold[1:2])} the cold pass measured right after it")
     print(f"  phase 1 on images every epoch                             : {images['wall_time_s']:7.2f} s  "
           f"= {images['wall_time_s'] / max(times):.1f}x to {images['wall_time_s'] / min(times):.1f}x the cached first run")
     accuracies = [phase for phase, _ in first] + [rerun, images]
@@ -228,17 +229,6 @@ def report(args, real: bool, size: int, first: list, rerun: dict, images: dict, 
           + " / ".join(f"{phase['best']['val_accuracy']:.4f}" for phase in accuracies))
     print(f"  input pipeline alone                                      : {alone:7.0f} images/s")
     print(f"  input pipeline + frozen model (inference)                 : {with_model:7.0f} images/s")
-
-
-def _samples(values: list[float]) -> str:
-    return " / ".join(f"{v:.2f}" for v in values)
-
-
-def _paired(numerators: list[float], denominators: list[float]) -> str:
-    """Each sample over the one measured beside it (two shared cores drift by tens of percent within minutes)."""
-    ratios = [n / d for n, d in zip(numerators, denominators, strict=True)]
-    median = sorted(ratios)[len(ratios) // 2]
-    return " / ".join(f"{r:.2f}x" for r in ratios) + (f"  (median {median:.2f}x)" if len(ratios) > 1 else "")
 
 
 if __name__ == "__main__":

@@ -30,6 +30,10 @@ class CheckpointError(TransferlabError):
     """A checkpoint a resumed run needs is damaged or incomplete, and no earlier one can stand in."""
 
 
+class UpstreamChangedError(TransferlabError):
+    """An installed library no longer has a private API this project relies on (see transferlab.compat)."""
+
+
 class StorageError(TransferlabError):
     """Writing the run's outputs failed: the disk is full, a file grew past a limit, or the folder is read-only."""
 

@@ -51,9 +51,10 @@ if OptunaSweeper is not None:
             return impl.sweep(arguments)
 
     def _continue_study(impl: Any, journal: Path) -> None:
+        from transferlab.compat.hydra import optuna_directions
         from transferlab.sweeps.trial_journal import open_study, replay_sampler
 
-        storage, study = open_study(journal, impl.study_name, impl._get_directions())
+        storage, study = open_study(journal, impl.study_name, optuna_directions(impl))
         done = len(study.trials)
         if done and not replay_sampler(impl.sampler, study, impl.n_jobs):
             log.warning(

@@ -10,11 +10,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Sequence
 
-from hydra._internal.core_plugins.basic_sweeper import BasicSweeper, BasicSweeperConf
 from hydra.core.config_store import ConfigStore
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.utils import JobReturn, JobStatus
 from omegaconf import OmegaConf
+
+from transferlab.compat.hydra import basic_sweeper, job_result
+
+BasicSweeper, BasicSweeperConf = basic_sweeper()
 
 log = logging.getLogger(__name__)
 
@@ -54,5 +57,5 @@ class KeepGoingSweeper(BasicSweeper):
 def _log_failures(results: Sequence[JobReturn], first_job: int) -> None:
     for number, result in enumerate(results, start=first_job):
         if result.status != JobStatus.COMPLETED:
-            error = result._return_value  # reading `return_value` would raise it
+            error = job_result(result)
             log.error("job %d (%s) failed: %s", number, " ".join(result.overrides or ()), error)

@@ -1,5 +1,5 @@
-"""The guarded home of private Keras APIs: the global seed generator a resume restores, and a
-compatibility shim for MultiWorkerMirroredStrategy with `Model.fit` in Keras 3.15 (keras-team/keras#20585).
+"""The guarded home of private Keras APIs: the global seed generator a resume restores, the private
+methods `BestModelCheckpoint` and `SavedModelBase` override or call, and a compatibility shim for MultiWorkerMirroredStrategy with `Model.fit` in Keras 3.15 (keras-team/keras#20585).
 
 Keras 3.15's TensorFlow trainer fails before the first step under MultiWorkerMirroredStrategy, in two
 places of `keras/src/backend/tensorflow/trainer.py`:
@@ -23,7 +23,7 @@ import inspect
 import logging
 from importlib import metadata
 
-from transferlab.errors import TrainingError
+from transferlab.errors import TrainingError, UpstreamChangedError
 
 log = logging.getLogger(__name__)
 
@@ -143,3 +143,29 @@ def global_seed_generator():
             "global_seed_generator, which checkpoints need for an exact resume; use keras 3.15"
         ) from exc
     return upstream()
+
+
+# Private methods overridden or called, by owner, with the parameters (after self) they were written against.
+PRIVATE_METHODS = {
+    ("keras.callbacks.ModelCheckpoint", "_save_model"): ("epoch", "batch", "logs"),
+    ("keras.callbacks.ModelCheckpoint", "_should_save_model"): ("epoch", "batch", "logs", "filepath"),
+    ("keras.layers.TFSMLayer", "_add_existing_weight"): ("weight",),
+    ("keras.layers.TFSMLayer", "_track_variable"): ("variable",),
+}
+
+
+def require_private_method(owner: str, name: str, needed_for: str) -> None:
+    """Fail in one line when a private Keras method is gone or takes other parameters: an override of a
+    renamed method would silently never run. `owner` is the public path of its class."""
+    import importlib
+
+    module, _, cls = owner.rpartition(".")
+    expected = PRIVATE_METHODS[(owner, name)]
+    method = getattr(getattr(importlib.import_module(module), cls), name, None)
+    found = tuple(inspect.signature(method).parameters)[1:] if callable(method) else None
+    if found != expected:
+        shown = f"takes {found}" if found is not None else "is gone"
+        raise UpstreamChangedError(
+            f"this keras ({'.'.join(map(str, keras_version()))}) changed {owner}.{name} (it {shown}, expected "
+            f"{expected}), which {needed_for} relies on; use keras 3.15"
+        )

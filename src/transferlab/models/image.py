@@ -12,6 +12,7 @@ from typing import Optional
 
 import keras
 
+from transferlab.compat.keras import require_private_method
 from transferlab.config.schema import BaseModelConfig, HeadConfig
 from transferlab.errors import ModelError, first_line
 from transferlab.models.bases import (
@@ -134,6 +135,11 @@ class SavedModelBase(keras.layers.TFSMLayer):
     config.yaml names as its base is trusted, and only that one: a planted model file naming any
     other directory, or a `.keras` base from elsewhere, stays under safe mode.
     """
+
+    def __init__(self, *args, **kwargs):
+        for method in ("_add_existing_weight", "_track_variable"):
+            require_private_method("keras.layers.TFSMLayer", method, "fine-tuning a SavedModel base")
+        super().__init__(*args, **kwargs)
 
     def _add_existing_weight(self, weight) -> None:
         # Keras 3.15 keeps TensorFlow's ":0" in these names, and optimizers then fail to name their

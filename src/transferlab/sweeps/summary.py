@@ -18,6 +18,7 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
+from transferlab.compat.hydra import job_result
 from transferlab.repro import redact
 
 log = logging.getLogger(__name__)
@@ -70,8 +71,8 @@ def _write_status(config: DictConfig, outcome: dict[str, Any]) -> None:
 def job_outcome(job_return: JobReturn) -> dict[str, Any]:
     """Status, returned value and error of a finished job, in JSON-ready form."""
     if job_return.status == JobStatus.COMPLETED:
-        return {"status": "finished", "value": _as_float(job_return._return_value)}
-    error = job_return._return_value  # the exception; reading `return_value` would raise it
+        return {"status": "finished", "value": _as_float(job_result(job_return))}
+    error = job_result(job_return)
     return {"status": "failed", "error": f"{type(error).__name__}: {error}"}
 
 

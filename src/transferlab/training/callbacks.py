@@ -12,6 +12,7 @@ import keras
 import numpy as np
 
 from transferlab.atomic import save_model, write_history
+from transferlab.compat.keras import require_private_method
 from transferlab.config.schema import ScheduleConfig, monitor_mode
 from transferlab.models.saved import base_digest, get_base
 from transferlab.tracking.base import Trackers
@@ -81,6 +82,8 @@ class BestModelCheckpoint(keras.callbacks.ModelCheckpoint):
     """
 
     def __init__(self, full_model: keras.Model, *args, pending: Optional[list] = None, **kwargs):
+        for method in ("_save_model", "_should_save_model"):
+            require_private_method("keras.callbacks.ModelCheckpoint", method, "best.keras's deferred writes")
         super().__init__(*args, **kwargs)
         self.full_model, self.pending = full_model, pending
         self.pending_base: Optional[list[np.ndarray]] = None

@@ -68,19 +68,22 @@ def run_experiment(cfg: ExperimentConfig, setup: Setup, distribution: Distributi
     from transferlab.training.schedule import ScheduleRun, run_schedule
 
     modality, run_dir = setup.modality, setup.run_dir
-    data = modality.pipelines(cfg, setup.plan)
+    data = modality.pipelines(cfg, setup.plan)  # train/validation/test batches, seeded per epoch
     check_global_batch(cfg.dataset.batch_size, distribution)
     # Everything that creates variables or compiles (the resumed model too) runs inside the scope.
     with distribution.scope():
         checkpoint = load_checkpoint(run_dir / "checkpoints") if cfg.resume else None
         classifier = modality.classifier(cfg, data)
+        # The pretrained base with a new head; a resumed run continues the checkpoint's.
         model = checkpoint.resumed_model(classifier.build, run_dir / "best.keras") if checkpoint else classifier.build()
         check_unfreeze(model, cfg.schedule)
         features = feature_store(model, data, modality.feature_folder(cfg), cfg.base_model)
+        # What a linear model gets on the frozen base: the bar fine-tuning must clear.
         baseline = baseline_metrics(cfg.baseline, features, run_dir, resumed=checkpoint is not None)
         run_info = distribution.info()
         with open_trackers(cfg, run_dir) as trackers:
             trackers.log_params({**flatten(cfg), **{f"distribution.{k}": v for k, v in run_info.items()}})
+            # Phase 1 trains the head on the frozen base; phase 2 fine-tunes at a low learning rate.
             result = run_schedule(ScheduleRun(
                 model, data, classifier.task, features, cfg.schedule, cfg.optimizer, trackers, run_dir,
                 resume_from=checkpoint, cache_by_default=modality.caches_head_features(cfg),
@@ -90,6 +93,7 @@ def run_experiment(cfg: ExperimentConfig, setup: Setup, distribution: Distributi
             run_info["weights_fingerprint"] = weights_fingerprint(model)
             log.info("final weights fingerprint %s (%s)", run_info["weights_fingerprint"],
                      distribution.role.task or "single process")
+            # The held-out test split, the exported model, the plots and summary.json.
             summary = evaluate_and_save(
                 model, data, modality, result, cfg, run_dir, started, trackers.run_info(),
                 {**baseline, **classifier.metrics}, run_info,

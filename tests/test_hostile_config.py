@@ -108,7 +108,7 @@ def test_options_the_combination_never_reads_are_warned_once(overrides, expected
     monkeypatch.setattr(config_module, "_warned", set())
     with caplog.at_level(logging.WARNING, logger="transferlab.config"):
         resolved(overrides)
-        resolved(overrides)  # validated again by train and checked_setup: still one warning
+        resolved(overrides)  # converted again, as a notebook rerunning the config would: still one warning
     warnings = [r.getMessage() for r in caplog.records if expected in r.getMessage()]
     assert len(warnings) == 1, [r.getMessage() for r in caplog.records]
 

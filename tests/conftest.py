@@ -78,6 +78,23 @@ def compose_config(overrides: list[str]):
         return compose(config_name="config", overrides=overrides)
 
 
+def config_error_line(overrides: list[str]) -> str:
+    """What the command line prints after `error:` for a config that composition or validation refuses."""
+    from hydra.errors import HydraException
+
+    from transferlab.cli import describe_config_error
+    from transferlab.config.convert import to_experiment_config
+    from transferlab.errors import ConfigError
+
+    try:
+        to_experiment_config(compose_config(overrides))
+    except HydraException as exc:
+        return describe_config_error(exc)
+    except ConfigError as exc:
+        return str(exc)
+    raise AssertionError(f"the config {overrides} was accepted")
+
+
 def run_train_script(args: list[str], cwd: Path, env: dict | None = None, timeout: int = 600):
     # This checkout's package first, whatever an installed copy (or a relative PYTHONPATH) would give.
     python_path = os.pathsep.join(filter(None, [str(ROOT / "src"), os.environ.get("PYTHONPATH")]))

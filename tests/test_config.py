@@ -51,7 +51,7 @@ def test_cfg_job_prints_the_composed_overrides():
     [
         ("dataset.batchsize=3", "unknown config key 'dataset.batchsize': did you mean 'dataset.batch_size'?"),
         ("schedule.head.epochs=many", "invalid value for 'schedule.head.epochs'"),
-        ("dataset.on_bad_file=ignore", "invalid value for 'dataset.on_bad_file'"),
+        ("dataset.on_bad_file=ignore", "dataset.on_bad_file='ignore' must be one of fail, skip;"),
         ("base_model=xceptoin", "unknown base_model 'xceptoin'; available:"),
         ("schedule.fine_tune.lr=-1e-5", "schedule.fine_tune.lr=-1e-05 must be a positive learning rate"),
         ("dataset.batch_size=0", "dataset.batch_size=0 must be a positive integer"),
@@ -136,3 +136,40 @@ def test_weights_resolution_rejects_missing_files_and_unknown_types(tmp_path):
     (tmp_path / "w.pt").write_text("x")
     with pytest.raises(ConfigError, match="unsupported file type"):
         resolve_weights(spec, str(tmp_path / "w.pt"))
+
+
+def _enum_fields(schema: type, prefix: str = ""):
+    """Every schema key typed by an Enum, with its Enum, walking the nested sections."""
+    import dataclasses
+    import enum
+
+    from transferlab.config.convert import schema_field
+
+    for f in dataclasses.fields(schema):
+        key = f"{prefix}{f.name}"
+        field_type, _ = schema_field(key)
+        if isinstance(field_type, type) and issubclass(field_type, enum.Enum):
+            yield key, field_type
+        elif dataclasses.is_dataclass(field_type):
+            yield from _enum_fields(field_type, f"{key}.")
+
+
+def test_every_fixed_choice_is_an_enum_and_a_typo_gets_the_closest_choice():
+    from conftest import config_error_line
+
+    from transferlab.config.schema import ExperimentConfig
+
+    fields = dict(_enum_fields(ExperimentConfig))
+    assert {"trainer.strategy", "trainer.precision", "schedule.monitor", "logger.neptune.mode",
+            "baseline.estimator", "augmentation.flip", "dataset.kind", "head.kind"} <= set(fields)
+    for key, choices in fields.items():
+        first = next(iter(choices)).value
+        line = config_error_line(["logger=neptune", f"{key}={first}x"])
+        listed = ", ".join(c.value for c in choices)
+        assert line.startswith(f"{key}='{first}x' must be one of {listed}"), line
+        assert f"(did you mean '{first}'?)" in line, line
+
+
+def test_a_config_built_without_hydra_gets_the_same_choice_error():
+    with pytest.raises(ConfigError, match=r"trainer.strategy='mirorred' must be one of .* \(did you mean 'mirrored'\?\)"):
+        to_experiment_config(OmegaConf.create({"trainer": {"strategy": "mirorred"}}))

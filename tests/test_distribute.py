@@ -13,7 +13,7 @@ import socket
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from conftest import compose_config, run_train_script, tiny_overrides
+from conftest import compose_config, config_error_line, run_train_script, tiny_overrides
 
 import transferlab
 from transferlab.config.convert import to_experiment_config
@@ -49,15 +49,15 @@ def tf_config(ports: list[int], index: int) -> str:
     ],
 )
 def test_bad_trainer_values_are_refused_with_the_options(override, message, image_folder, base_weights, tmp_path):
-    with pytest.raises(ConfigError, match=re.escape(message)):
-        to_experiment_config(compose_config(tiny_overrides(image_folder, tmp_path / "run", base_weights, override)))
+    assert message in config_error_line(tiny_overrides(image_folder, tmp_path / "run", base_weights, override))
 
 
 def test_bad_strategy_ends_the_command_with_one_line(tmp_path):
     result = run_train_script(["trainer.strategy=mirorred", f"paths.output_dir={tmp_path / 'run'}"], cwd=tmp_path)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1] == (
-        "error: trainer.strategy='mirorred' must be one of default, mirrored, multi_worker, tpu; "
+        "error: trainer.strategy='mirorred' must be one of default, mirrored, multi_worker, tpu "
+        "(did you mean 'mirrored'?); "
         "fix it in the config or on the command line"
     )
 
@@ -71,10 +71,10 @@ def test_multi_worker_without_tf_config_fails_before_anything_is_written(image_f
 
 
 def test_every_configurable_strategy_has_a_factory():
-    from transferlab.config.schema import STRATEGIES
+    from transferlab.config.schema import Strategy
     from transferlab.training.distribute import _STRATEGY_FACTORIES
 
-    assert set(_STRATEGY_FACTORIES) == set(STRATEGIES)
+    assert set(_STRATEGY_FACTORIES) == set(Strategy)
 
 
 def test_chief_is_the_chief_task_or_worker_zero_without_one():

@@ -5,13 +5,12 @@ from __future__ import annotations
 import difflib
 import logging
 import os
-import re
 import sys
 from contextlib import contextmanager
 from typing import Callable, Iterator
 
 from hydra.core.hydra_config import HydraConfig
-from hydra.errors import HydraException, OverrideParseException
+from hydra.errors import HydraException, MissingConfigException, OverrideParseException
 from hydra.types import RunMode
 from omegaconf import DictConfig
 from omegaconf.errors import (
@@ -20,7 +19,7 @@ from omegaconf.errors import (
     OmegaConfBaseException,
 )
 
-from transferlab.config.convert import unknown_key_message
+from transferlab.config.convert import invalid_value_message, unknown_key_message
 from transferlab.errors import TransferlabError, fail, first_line
 
 log = logging.getLogger("transferlab")
@@ -74,12 +73,20 @@ def main_with_clear_errors(hydra_main: Callable[[], object]) -> None:
     except AssertionError as exc:
         # OmegaConf asserts when an override sets a key below a null node, e.g. logger.neptune.mode with
         # Neptune not selected.
-        if wants_traceback or "Unexpected type for root: NoneType" not in str(exc):
+        if wants_traceback or not _raised_in("omegaconf", exc):
             raise
         fail(
             "an override sets a key of a config section that is off (null), e.g. logger.neptune.* without "
             "logger=neptune; select that option first (logger=neptune, logger=mlflow, logger=tensorboard_neptune)"
         )
+
+
+def _raised_in(package: str, exc: BaseException) -> bool:
+    """Whether the innermost frame of the exception's traceback is in `package`."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb is not None and tb.tb_frame.f_globals.get("__name__", "").split(".")[0] == package
 
 
 def log_to_files_only(level: int, message: str) -> None:
@@ -112,21 +119,17 @@ def describe_config_error(exc: BaseException) -> str:
     """One line naming the bad key or option and the fix, from Hydra's and OmegaConf's errors."""
     if isinstance(exc, OverrideParseException):
         return override_syntax_message(exc.override, first_line(exc))
+    if isinstance(exc, MissingConfigException) and exc.missing_cfg_file and "/" in exc.missing_cfg_file:
+        group, option = exc.missing_cfg_file.rsplit("/", 1)
+        hint = GROUP_HINTS.get(group, "").format(option=option)
+        return f"unknown {group} '{option}'; available: {', '.join(exc.options or []) or 'none'}{hint}"
     cause = exc.__cause__ if isinstance(exc.__cause__, OmegaConfBaseException) else exc
     key = getattr(cause, "full_key", None)
-    text = str(exc)
-    missing = re.search(r"Could not find '([^']+)/([^']+)'", text)
-    if missing:
-        group, option = missing.groups()
-        options = re.findall(r"^\t(\S+)$", text, flags=re.MULTILINE)
-        hint = GROUP_HINTS.get(group, "").format(option=option)
-        return f"unknown {group} '{option}'; available: {', '.join(options) or 'none'}{hint}"
     if key and isinstance(cause, (ConfigKeyError, ConfigAttributeError)):
         return unknown_key_message(key)
-    first = first_line(cause)
     if key:
-        return f"invalid value for '{key}': {first}"
-    return first if first else first_line(exc)
+        return invalid_value_message(key, getattr(cause, "value", None), first_line(cause))
+    return first_line(cause) if str(cause).strip() else first_line(exc)
 
 
 # What an unknown option of a group may really be, said after the list of options.

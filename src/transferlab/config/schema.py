@@ -9,50 +9,88 @@ express live in `validate`.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Optional
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
 
-class BadFilePolicy(str, Enum):
+class BadFilePolicy(StrEnum):
     fail = "fail"
     skip = "skip"
 
 
-class Pooling(str, Enum):
+class Pooling(StrEnum):
     avg = "avg"
     max = "max"
     flatten = "flatten"
 
 
-class OptimizerName(str, Enum):
+class OptimizerName(StrEnum):
     adam = "adam"
     adamw = "adamw"
     sgd = "sgd"
 
 
-class DatasetKind(str, Enum):
+class DatasetKind(StrEnum):
     images = "images"
     text = "text"
 
 
-class HeadKind(str, Enum):
+class HeadKind(StrEnum):
     pool = "pool"
     bilstm = "bilstm"
     conv = "conv"
 
 
-class FeaturesFormat(str, Enum):
+class FeaturesFormat(StrEnum):
     npz = "npz"
     parquet = "parquet"
 
 
-class MonitorMode(str, Enum):
+class MonitorMode(StrEnum):
     auto = "auto"
     min = "min"
     max = "max"
+
+
+class Monitor(StrEnum):
+    """The metric that decides early stopping and best.keras."""
+
+    val_loss = "val_loss"
+    val_accuracy = "val_accuracy"
+    loss = "loss"
+    accuracy = "accuracy"
+
+
+class Strategy(StrEnum):
+    default = "default"
+    mirrored = "mirrored"
+    multi_worker = "multi_worker"
+    tpu = "tpu"
+
+
+class Precision(StrEnum):
+    float32 = "float32"
+    mixed_float16 = "mixed_float16"
+    mixed_bfloat16 = "mixed_bfloat16"
+
+
+# `async` is a Python keyword, so the members are named by the functional API (value = name).
+NeptuneMode = StrEnum("NeptuneMode", ["async", "sync", "offline", "debug"])
+
+
+class BaselineEstimator(StrEnum):
+    logistic_regression = "logistic_regression"
+    linear_svm = "linear_svm"
+    knn = "knn"
+
+
+class FlipMode(StrEnum):
+    horizontal = "horizontal"
+    vertical = "vertical"
+    horizontal_and_vertical = "horizontal_and_vertical"
 
 
 @dataclass
@@ -145,7 +183,7 @@ class HeadConfig:
 class AugmentationConfig:
     """Random transforms applied to training batches only (factors as in keras.layers.Random*)."""
 
-    flip: Optional[str] = None
+    flip: Optional[FlipMode] = None
     rotation: float = 0.0
     zoom: float = 0.0
     translation: float = 0.0
@@ -192,11 +230,9 @@ class ScheduleConfig:
     fine_tune: FineTuneConfig = field(
         default_factory=lambda: FineTuneConfig(epochs=10, lr=1e-5, patience=5)
     )
-    monitor: str = "val_loss"  # one of MONITORS; decides early stopping and best.keras
+    monitor: Monitor = Monitor.val_loss
     mode: MonitorMode = MonitorMode.auto
 
-
-MONITORS = ("val_loss", "val_accuracy", "loss", "accuracy")
 
 
 @dataclass
@@ -209,24 +245,18 @@ class TrainerConfig:
     # default (one device), mirrored (every local GPU; without GPUs, the `logical_cpus` CPU devices),
     # multi_worker (one process per machine, cluster read from TF_CONFIG), or tpu (TPU_NAME, else a TPU VM).
     # dataset.batch_size stays the global batch, split across all replicas.
-    strategy: str = "default"
+    strategy: Strategy = Strategy.default
     # Split the CPU into this many logical devices before TensorFlow starts, so `mirrored` runs
     # without GPUs (to try and test it); null leaves the devices as they are.
     logical_cpus: Optional[int] = None
     # float32, mixed_float16 (GPUs; loss scaling is automatic) or mixed_bfloat16 (TPUs, recent CPUs).
     # The output layer always computes in float32.
-    precision: str = "float32"
+    precision: Precision = Precision.float32
     # Compile training and evaluation steps with XLA.
     jit_compile: bool = False
 
 
-NEPTUNE_MODES = ("async", "sync", "offline", "debug")
 
-
-STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
-
-
-PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 
 
 @dataclass
@@ -236,7 +266,7 @@ class NeptuneConfig:
     # "workspace/project"; null reads NEPTUNE_PROJECT (offline and debug runs need none).
     project: Optional[str] = None
     # offline (no network; upload later with `neptune sync`), debug (nothing kept), async or sync (a server).
-    mode: str = "offline"
+    mode: NeptuneMode = NeptuneMode["offline"]
     # Run name; null uses the experiment's `name`.
     name: Optional[str] = None
     description: str = ""
@@ -265,8 +295,6 @@ class LoggerConfig:
     mlflow: Optional[MlflowConfig] = None
 
 
-BASELINE_ESTIMATORS = ("logistic_regression", "linear_svm", "knn")
-
 
 @dataclass
 class BaselineConfig:
@@ -276,7 +304,7 @@ class BaselineConfig:
     """
 
     # logistic_regression, linear_svm, knn, or null to skip it.
-    estimator: Optional[str] = "logistic_regression"
+    estimator: Optional[BaselineEstimator] = BaselineEstimator.logistic_regression
     # Inverse regularisation strength (logistic_regression, linear_svm); neighbours for knn.
     C: float = 1.0
     neighbors: int = 5
@@ -327,8 +355,6 @@ def register_configs() -> None:
     """Make the schema available to `conf/config.yaml` under the name `transferlab_schema`."""
     ConfigStore.instance().store(name="transferlab_schema", node=ExperimentConfig)
 
-
-FLIP_MODES = ("horizontal", "vertical", "horizontal_and_vertical")
 
 
 def monitor_mode(cfg: ScheduleConfig) -> str:

@@ -11,7 +11,7 @@ def build_augmentation(cfg: AugmentationConfig, seed: int) -> keras.Sequential |
     """Keras preprocessing layers for training batches; None when every factor is off."""
     layers = []
     if cfg.flip:
-        layers.append(keras.layers.RandomFlip(cfg.flip, seed=seed))
+        layers.append(keras.layers.RandomFlip(str(cfg.flip), seed=seed))
     if cfg.rotation:
         layers.append(keras.layers.RandomRotation(cfg.rotation, seed=seed + 1))
     if cfg.zoom:

@@ -102,12 +102,15 @@ BASES: dict[str, BaseSpec] = {spec.name: spec for spec in _SPECS}
 
 def get_base_spec(name: str) -> BaseSpec:
     """Look a base up by name; an unknown name fails with the closest known ones."""
-    try:
-        return BASES[name]
-    except KeyError:
-        close = difflib.get_close_matches(name, BASES, n=3)
-        hint = f"did you mean {', '.join(close)}?" if close else f"known: {', '.join(sorted(BASES))}"
-        raise ConfigError(f"unknown base_model.name '{name}': {hint}") from None
+    if name not in BASES:
+        raise ConfigError(f"unknown base_model.name '{name}': {known_bases_hint(name)}")
+    return BASES[name]
+
+
+def known_bases_hint(name: str) -> str:
+    """The registered bases closest to a misspelt name, or all of them."""
+    close = difflib.get_close_matches(name, BASES, n=3)
+    return f"did you mean {', '.join(close)}?" if close else f"known: {', '.join(sorted(BASES))}"
 
 
 class WeightsKind(str, Enum):
@@ -192,12 +195,9 @@ def preprocess_function(name: str) -> Callable:
 
 def get_preprocess_spec(name: str) -> BaseSpec:
     """The registered base whose preprocessing `name` asks for, failing like an unknown base name."""
-    try:
-        return get_base_spec(name)
-    except ConfigError as exc:
-        raise ConfigError(
-            f"base_model.preprocess='{name}' is not none, unit or a base name: {str(exc).split(': ', 1)[1]}"
-        ) from None
+    if name not in BASES:
+        raise ConfigError(f"base_model.preprocess='{name}' is not none, unit or a base name: {known_bases_hint(name)}")
+    return BASES[name]
 
 
 def asset_path(filename: str) -> Path:

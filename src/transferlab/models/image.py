@@ -6,6 +6,8 @@ layer inside the model so a saved `.keras` file predicts from plain images.
 
 from __future__ import annotations
 
+import json
+import zipfile
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Optional
@@ -108,18 +110,37 @@ def _load_weights_file(base: keras.Model, path: str, name: str) -> None:
 
 
 def _load_keras_base(path: str, unsafe: bool) -> keras.Model:
+    if not unsafe and "Lambda" in _stored_layer_classes(path):
+        raise ModelError(
+            f"'{path}' contains a Lambda layer, which runs code stored in the file; if you trust it, "
+            "set base_model.unsafe_deserialization=true"
+        )
     try:
         loaded = keras.saving.load_model(path, compile=False, safe_mode=not unsafe)
-    except ValueError as exc:
-        if "safe_mode" in str(exc) or "Lambda" in str(exc):
-            raise ModelError(
-                f"'{path}' contains a Lambda layer, which runs code stored in the file; if you trust it, "
-                "set base_model.unsafe_deserialization=true"
-            ) from exc
-        raise ModelError(f"cannot load the base model '{path}': {first_line(exc)}") from exc
-    except Exception as exc:
+    except Exception as exc:  # the zip reader, h5py and Keras each raise their own types
         raise ModelError(f"cannot load the base model '{path}': {first_line(exc)}") from exc
     return keras.Model(loaded.input, loaded.output, name=BASE_LAYER)
+
+
+def _stored_layer_classes(path: str) -> set[str]:
+    """Every layer class named in a `.keras` archive's architecture; empty when it cannot be read (the loader
+    then says why)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            config = json.loads(archive.read("config.json"))
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+        return set()
+    names: set[str] = set()
+    pending = [config]
+    while pending:
+        node = pending.pop()
+        if isinstance(node, dict):
+            if isinstance(node.get("class_name"), str):
+                names.add(node["class_name"])
+            pending.extend(node.values())
+        elif isinstance(node, list):
+            pending.extend(node)
+    return names
 
 
 # Inside `load_trained_model`: the one SavedModel directory its run configured (see SavedModelBase).

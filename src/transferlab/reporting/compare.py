@@ -20,7 +20,7 @@ import yaml
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from transferlab.errors import ConfigError, DataError
+from transferlab.errors import ConfigError, DataError, first_line
 
 log = logging.getLogger(__name__)
 
@@ -123,8 +123,7 @@ def _read(path: Path, parse: Callable[[Path], object]) -> dict:
     try:
         content = parse(path)
     except (OSError, ValueError, OmegaConfBaseException, yaml.YAMLError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        raise UnreadableRun(f"{path.name}: {type(exc).__name__}{': ' + first if first else ''}") from exc
+        raise UnreadableRun(f"{path.name}: {first_line(exc, with_type=True)}") from exc
     if not isinstance(content, dict):
         raise UnreadableRun(f"{path.name}: holds a {type(content).__name__}, not a mapping")
     return content

@@ -26,10 +26,10 @@ class NeptuneTracker(NoOpTracker):
         from neptune.utils import stringify_unsupported
 
         self._stringify = stringify_unsupported
-        self._mode = cfg.mode
+        self._mode = str(cfg.mode)
         self._run = neptune.init_run(
             project=cfg.project,
-            mode=cfg.mode,
+            mode=self._mode,
             name=cfg.name or name,
             description=cfg.description,
             tags=list(dict.fromkeys([*tags, *cfg.tags])),

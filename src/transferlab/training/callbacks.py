@@ -174,7 +174,7 @@ class PhaseCallbacks:
         self.cfg, self.state, self.resume_from = cfg, state, resume_from
         self.recorder = EpochRecorder(trackers, state)
         self.best = BestModelCheckpoint(
-            model, run_dir / "best.keras", monitor=cfg.monitor, mode=monitor_mode(cfg), save_best_only=True,
+            model, run_dir / "best.keras", monitor=str(cfg.monitor), mode=monitor_mode(cfg), save_best_only=True,
             initial_value_threshold=state.best_value, pending=pending_best(resume_from),
         )
         self.checkpointer = EpochCheckpointer(run_dir / "checkpoints", model, state, self.best)
@@ -191,7 +191,7 @@ class PhaseCallbacks:
         if phase.patience is None:
             return None
         return ResumableEarlyStopping(
-            monitor=self.cfg.monitor, mode=monitor_mode(self.cfg), patience=phase.patience, restore_best_weights=True,
+            monitor=str(self.cfg.monitor), mode=monitor_mode(self.cfg), patience=phase.patience, restore_best_weights=True,
             saved=self.state.early_stopping if resuming else None,
             saved_weights=self.resume_from.early_stopping_weights() if resuming else None,
         )

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Iterator, Mapping
 
 from transferlab.config.schema import TrainerConfig
-from transferlab.errors import ConfigError
+from transferlab.errors import ConfigError, first_line
 
 if TYPE_CHECKING:
     import keras
@@ -112,7 +112,7 @@ def start_distribution(trainer: TrainerConfig) -> Distribution:
         from transferlab.compat.keras import install_multi_worker_shim
 
         shim = install_multi_worker_shim()
-    distribution = Distribution(strategy, trainer.strategy, trainer.precision, trainer.jit_compile, worker_role(trainer), shim)
+    distribution = Distribution(strategy, str(trainer.strategy), str(trainer.precision), trainer.jit_compile, worker_role(trainer), shim)
     log.info("distribution: %s", distribution.info())
     return distribution
 
@@ -183,9 +183,8 @@ def _tpu() -> "tf.distribute.Strategy":
         tf.config.experimental_connect_to_cluster(resolver)
         tf.tpu.experimental.initialize_tpu_system(resolver)
     except Exception as exc:  # the resolver and the TPU runtime raise several unrelated types
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ConfigError(
-            f"trainer.strategy=tpu found no TPU at '{name}' ({first[:200]}); run on a TPU VM or set TPU_NAME "
+            f"trainer.strategy=tpu found no TPU at '{name}' ({first_line(exc)[:200]}); run on a TPU VM or set TPU_NAME "
             "to the TPU's name or grpc:// address"
         ) from None
     return tf.distribute.TPUStrategy(resolver)

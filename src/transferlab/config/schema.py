@@ -55,6 +55,13 @@ class MonitorMode(StrEnum):
     max = "max"
 
 
+class TokenPooling(StrEnum):
+    """How a text encoder's token vectors become one vector: the mean over real tokens, or its pooled ([CLS]) output."""
+
+    mean = "mean"
+    pooled = "pooled"
+
+
 class Monitor(StrEnum):
     """The metric that decides early stopping and best.keras."""
 
@@ -134,6 +141,8 @@ class DatasetConfig:
     # (longer texts are cut, shorter ones padded at the end).
     vocab_size: int = 10000
     max_length: int = 100
+    # Tokens per text for a KerasHub encoder (base_model=hub_text), at most the model's maximum.
+    sequence_length: int = 128
 
 
 @dataclass
@@ -161,6 +170,10 @@ class BaseModelConfig:
     preprocess: Optional[str] = None
     # SavedModel bases: the function to call ("serve" for `model.export`; TF Hub often "serving_default").
     endpoint: str = "serve"
+    # KerasHub bases (hub_text): a preset name, kaggle://..., hf://..., or a local directory (a KerasHub
+    # preset, or a Hugging Face model folder with config.json and weights).
+    preset: Optional[str] = None
+    token_pooling: TokenPooling = TokenPooling.mean
 
 
 @dataclass
@@ -218,8 +231,12 @@ class HeadPhaseConfig(PhaseConfig):
 
 @dataclass
 class FineTuneConfig(PhaseConfig):
-    # "all", an integer N (the top N layers of the base), or a layer name (that layer and above).
+    # "all", an integer N (the top N layers of the base; for a transformer encoder, its top N blocks),
+    # or a layer name (that layer and above).
     unfreeze: str = "all"
+    # Train low-rank adapters of this rank in the encoder's attention instead of its weights (KerasHub
+    # bases); null fine-tunes the unfrozen weights themselves.
+    lora_rank: Optional[int] = None
 
 
 @dataclass

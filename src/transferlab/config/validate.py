@@ -189,6 +189,14 @@ def _validate_base_and_head(cfg: ExperimentConfig) -> None:
         spec = BASES.get(base.name)
         _require(spec is None or spec.takes_alpha, "base_model.alpha", base.alpha,
                  f"has no effect: {base.name} has no width multiplier; set base_model.alpha=null")
+    if base.preset is not None:
+        _require(bool(base.preset.strip()), "base_model.preset", base.preset,
+                 "must name a KerasHub preset, kaggle://..., hf://... or a local model directory")
+    _require(cfg.dataset.sequence_length >= 2, "dataset.sequence_length", cfg.dataset.sequence_length,
+             "must be at least 2 (the start and end tokens)")
+    if cfg.schedule.fine_tune.lora_rank is not None:
+        _require(cfg.schedule.fine_tune.lora_rank > 0, "schedule.fine_tune.lora_rank", cfg.schedule.fine_tune.lora_rank,
+                 "must be a positive rank (4 to 16 is usual), or null to fine-tune the weights themselves")
     _require(bool(base.endpoint.strip()), "base_model.endpoint", base.endpoint, "must name a SavedModel function, e.g. serve")
     _require(0.0 <= head.dropout < 1.0, "head.dropout", head.dropout, "must be in [0, 1)")
     _require(all(u > 0 for u in head.hidden_units), "head.hidden_units", head.hidden_units, "must be positive sizes")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import random
 import warnings
 from concurrent.futures import ThreadPoolExecutor
@@ -75,6 +76,16 @@ class DatasetPlan:
                 rel = Path(path).relative_to(self.root).as_posix()
                 digest.update(f"{name}\t{label}\t{rel}\t{Path(path).stat().st_size}\n".encode())
         return digest.hexdigest()[:16]
+
+    def example_keys(self, split: str) -> list[str]:
+        """The file read (the converted copy, if any), its label, size and modification time."""
+        files: Split = getattr(self, split)
+        keys = []
+        for path, label in zip(files.paths, files.labels, strict=True):
+            read = self.converted.get(path, path)
+            stat = os.stat(read)
+            keys.append(f"{read}\t{label}\t{stat.st_size}\t{stat.st_mtime_ns}")
+        return keys
 
 
 def locate_dataset(cfg: DatasetConfig, data_dir: str) -> Path:

@@ -35,6 +35,11 @@ class DataPlan(Protocol):
 
     def fingerprint(self) -> str: ...
 
+    def example_keys(self, split: str) -> list[str]:
+        """What identifies each example of a split and its label, for the feature cache: a changed
+        example gets new features."""
+        ...
+
 
 @dataclass
 class SplitData:

@@ -67,6 +67,10 @@ class TextPlan:
                 digest.update(f"{name}\t{label}\t{text}\n".encode())
         return digest.hexdigest()[:16]
 
+    def example_keys(self, split: str) -> list[str]:
+        files: TextSplit = getattr(self, split)
+        return [f"{label}\t{text}" for text, label in zip(files.texts, files.labels, strict=True)]
+
 
 def plan_text_data(cfg: DatasetConfig, data_dir: str, seed: int) -> TextPlan:
     """Read, check and split the configured tables."""
@@ -239,3 +243,16 @@ def build_text_pipelines(plan: TextPlan, cfg: DatasetConfig, seed: int) -> "Spli
         return ds.cache() if cfg.cache else ds
 
     return assemble_splits(plan, vectorized, cfg.batch_size, seed, vectorizer=vectorizer)
+
+
+def build_raw_text_pipelines(plan: TextPlan, cfg: DatasetConfig, seed: int) -> "SplitData":
+    """The splits as (string, label) batches, for a model that tokenizes inside (a KerasHub encoder)."""
+    import tensorflow as tf
+
+    from transferlab.data.splits import assemble_splits
+
+    def raw(split: TextSplit) -> tf.data.Dataset:
+        ds = tf.data.Dataset.from_tensor_slices((split.texts, split.labels))
+        return ds.cache() if cfg.cache else ds
+
+    return assemble_splits(plan, raw, cfg.batch_size, seed)

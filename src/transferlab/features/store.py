@@ -13,7 +13,6 @@ import functools
 import hashlib
 import json
 import logging
-import os
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -126,19 +125,16 @@ class FeatureStore:
     def _extract(self, split: str) -> tuple[np.ndarray, np.ndarray]:
         start = time.perf_counter()
         features, labels = extract(self.extractor, self.batches(split))
-        log.info("extracted base features of %d %s images in %.1fs", len(labels), split, time.perf_counter() - start)
+        log.info("extracted base features of %d %s examples in %.1fs", len(labels), split, time.perf_counter() - start)
         return features, labels
 
     def _entry(self, split: str) -> Optional[Path]:
         """The folder's file for this split under the current base and files; None without a folder."""
         if self.folder is None:
             return None
-        files = getattr(self.data.plan, split)
         digest = hashlib.sha256(self._base_key.encode())
-        for path, label in zip(files.paths, files.labels, strict=True):
-            read = self.data.plan.converted.get(path, path)
-            stat = os.stat(read)
-            digest.update(f"{read}\t{label}\t{stat.st_size}\t{stat.st_mtime_ns}\n".encode())
+        for key in self.data.plan.example_keys(split):
+            digest.update(f"{key}\n".encode())
         return self.folder / f"{split}-{digest.hexdigest()[:24]}.npz"
 
     @functools.cached_property

@@ -5,10 +5,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from transferlab.config.schema import DatasetKind, ExperimentConfig
-from transferlab.errors import ModelError
+from transferlab.errors import ConfigError, ModelError
 from transferlab.modalities.base import Modality
+from transferlab.modalities.hub_text import HubTextModality
 from transferlab.modalities.images import ImageModality
 from transferlab.modalities.text import TextModality
+from transferlab.models.hub_presets import HUB_TEXT
 
 if TYPE_CHECKING:
     import keras
@@ -16,9 +18,20 @@ if TYPE_CHECKING:
 # A new input kind is one new module and one line here.
 MODALITIES: dict[DatasetKind, Modality] = {DatasetKind.images: ImageModality(), DatasetKind.text: TextModality()}
 
+# A base family that reads its input its own way is one module and one line here.
+BASE_FAMILIES: dict[str, Modality] = {HUB_TEXT: HubTextModality()}
+
 
 def modality_for(cfg: ExperimentConfig) -> Modality:
-    return MODALITIES[cfg.dataset.kind]
+    family = BASE_FAMILIES.get(cfg.base_model.name)
+    if family is None:
+        return MODALITIES[cfg.dataset.kind]
+    if family.kind is not cfg.dataset.kind:
+        raise ConfigError(
+            f"base_model={cfg.base_model.name} reads {family.kind.value}, but dataset {cfg.dataset.name} holds "
+            f"{cfg.dataset.kind.value}; choose a base for {cfg.dataset.kind.value}"
+        )
+    return family
 
 
 def modality_of(model: "keras.Model") -> Modality:

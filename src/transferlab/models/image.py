@@ -110,7 +110,7 @@ def _load_weights_file(base: keras.Model, path: str, name: str) -> None:
 
 
 def _load_keras_base(path: str, unsafe: bool) -> keras.Model:
-    if not unsafe and "Lambda" in _stored_layer_classes(path):
+    if not unsafe and "Lambda" in stored_layer_classes(path):
         raise ModelError(
             f"'{path}' contains a Lambda layer, which runs code stored in the file; if you trust it, "
             "set base_model.unsafe_deserialization=true"
@@ -122,7 +122,7 @@ def _load_keras_base(path: str, unsafe: bool) -> keras.Model:
     return keras.Model(loaded.input, loaded.output, name=BASE_LAYER)
 
 
-def _stored_layer_classes(path: str) -> set[str]:
+def stored_layer_classes(path: str) -> set[str]:
     """Every layer class named in a `.keras` archive's architecture; empty when it cannot be read (the loader
     then says why)."""
     try:

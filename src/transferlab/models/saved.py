@@ -13,7 +13,7 @@ import yaml
 
 from transferlab.models.bases import SAVED_MODEL
 from transferlab.models.heads import BASE_LAYER
-from transferlab.models.image import trusted_saved_model
+from transferlab.models.image import stored_layer_classes, trusted_saved_model
 
 
 def get_base(model: keras.Model) -> keras.Model:
@@ -48,6 +48,8 @@ def load_trained_model(path: str) -> keras.Model:
     A SavedModel base is loaded only from the directory the run's own config.yaml names (found
     beside the file, or above it for a checkpoint's model).
     """
+    if "TextEncoder" in stored_layer_classes(path):
+        import transferlab.models.hub_text  # noqa: F401  registers the encoder layer
     token = trusted_saved_model.set(configured_saved_model(Path(path)))
     try:
         return keras.saving.load_model(path, safe_mode=True)

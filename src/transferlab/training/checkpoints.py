@@ -101,6 +101,13 @@ class Checkpoint:
         """The checkpointed model (loaded, to be checked, when the checkpoint was); a frozen-base
         checkpoint restores its variables into `build()`."""
         if not self.frozen_base:
+            if self.state.mid_phase and any("lora_kernel" in v.path for v in self.model.variables):
+                # model.keras merges the LoRA factors into the kernels and zeroes them, so training them on
+                # from there would change nothing.
+                raise CheckpointError(
+                    "resuming in the middle of a LoRA fine-tune is not supported yet: the saved model holds the "
+                    "adapters merged into the weights; start the run again without resume"
+                )
             return self.model
         model = self._rebuilt(build)
         _assign(trained_variables(model), self.stored[TRAINED])

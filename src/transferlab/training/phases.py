@@ -24,6 +24,7 @@ class Phase:
     patience: Optional[int]
     unfreeze: Optional[str] = None  # None: base frozen
     cache_features: bool = False
+    lora_rank: Optional[int] = None  # train adapters of this rank instead of the unfrozen weights
 
 
 @dataclass
@@ -54,7 +55,7 @@ def plan_phases(cfg: ScheduleConfig, cache_by_default: bool = True) -> list[Phas
     cache = head.cache_features if head.cache_features is not None else cache_by_default
     phases = [
         Phase(HEAD, head.epochs, head.lr, head.patience, cache_features=cache),
-        Phase(FINE_TUNE, fine.epochs, fine.lr, fine.patience, unfreeze=fine.unfreeze),
+        Phase(FINE_TUNE, fine.epochs, fine.lr, fine.patience, unfreeze=fine.unfreeze, lora_rank=fine.lora_rank),
     ]
     return [p for p in phases if p.epochs > 0]
 
@@ -65,6 +66,11 @@ def check_unfreeze(model: keras.Model, cfg: ScheduleConfig) -> None:
     if cfg.fine_tune.epochs <= 0:
         return
     base = get_base(model)
+    if cfg.fine_tune.lora_rank is not None and not hasattr(base, "enable_lora"):
+        raise ConfigError(
+            f"schedule.fine_tune.lora_rank={cfg.fine_tune.lora_rank} needs a KerasHub base (base_model=hub_text); "
+            f"this base has no attention layers to adapt: set schedule.fine_tune.lora_rank=null"
+        )
     unfrozen = base.layers[unfreeze_start(base, cfg.fine_tune.unfreeze):]
     if not any(v.trainable for layer in unfrozen for v in layer.weights):
         raise ConfigError(
@@ -79,6 +85,15 @@ def unfreeze_start(base: keras.Model, unfreeze: str) -> int:
     layers = base.layers
     if unfreeze == "all":
         return 0
+    blocks = getattr(base, "blocks", [])
+    if unfreeze.isdigit() and blocks:
+        n = int(unfreeze)
+        if not 0 < n <= len(blocks):
+            raise ConfigError(
+                f"schedule.fine_tune.unfreeze={n} but the encoder has {len(blocks)} transformer blocks; "
+                f"use a number from 1 to {len(blocks)}, a layer name, or all"
+            )
+        return layers.index(blocks[-n])
     if unfreeze.isdigit():
         n = int(unfreeze)
         if not 0 < n <= len(layers):
@@ -104,6 +119,9 @@ def set_trainable_for_phase(model: keras.Model, phase: Phase) -> None:
     base = get_base(model)
     if phase.unfreeze is None:
         base.trainable = False
+        return
+    if phase.lora_rank is not None:
+        base.enable_lora(phase.lora_rank)
         return
     start = unfreeze_start(base, phase.unfreeze)
     base.trainable = True

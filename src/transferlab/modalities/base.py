@@ -100,3 +100,8 @@ class Modality(ABC):
     @abstractmethod
     def predict(self, model: "keras.Model", inputs: Sequence[str], options: PredictOptions) -> tuple[list, "np.ndarray"]:
         """The inputs that could be read and the model's logits for them."""
+
+
+def configured_feature_folder(cfg: ExperimentConfig) -> Optional[Path]:
+    """`paths.feature_cache`, inside `paths.data_dir` unless absolute; None when it is null."""
+    return Path(cfg.paths.data_dir) / cfg.paths.feature_cache if cfg.paths.feature_cache else None

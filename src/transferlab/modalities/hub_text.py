@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from transferlab.config.schema import ExperimentConfig, HeadKind
 from transferlab.data.text import TextPlan
 from transferlab.errors import ConfigError
-from transferlab.modalities.base import Classifier
+from transferlab.modalities.base import Classifier, configured_feature_folder
 from transferlab.modalities.text import TextModality
 from transferlab.models.hub_presets import check_text_preset
 
@@ -42,7 +42,7 @@ class HubTextModality(TextModality):
         return Classifier(task, lambda: build_hub_text_model(cfg.base_model, cfg.head, task))
 
     def feature_folder(self, cfg: ExperimentConfig) -> Path | None:
-        return Path(cfg.paths.data_dir) / cfg.paths.feature_cache if cfg.paths.feature_cache else None
+        return configured_feature_folder(cfg)
 
     def caches_head_features(self, cfg: ExperimentConfig) -> bool:
         # The frozen encoder is the costly part, and its text vectors do not change between epochs.

@@ -14,7 +14,7 @@ from transferlab.data.images import (
     plan_dataset,
 )
 from transferlab.errors import ConfigError
-from transferlab.modalities.base import Classifier, Modality, PredictOptions
+from transferlab.modalities.base import Classifier, configured_feature_folder, Modality, PredictOptions
 from transferlab.models.bases import (
     check_alpha,
     check_image_size,
@@ -60,8 +60,7 @@ class ImageModality(Modality):
         return Classifier(task, lambda: build_model(cfg.base_model, cfg.head, task))
 
     def feature_folder(self, cfg: ExperimentConfig) -> Path | None:
-        """`paths.feature_cache`, inside `paths.data_dir` unless absolute."""
-        return Path(cfg.paths.data_dir) / cfg.paths.feature_cache if cfg.paths.feature_cache else None
+        return configured_feature_folder(cfg)
 
     def caches_head_features(self, cfg: ExperimentConfig) -> bool:
         # Augmented images differ every epoch, so their features cannot be stored once.

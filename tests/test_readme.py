@@ -121,6 +121,10 @@ def test_training_command_as_shown_gets_through_every_check_before_training(wher
         stand_ins.append(f"dataset.url=file://{downloads / archive}")
     if str(cfg.base_model.get("url") or "").startswith("http"):
         stand_ins.append(f"base_model.url=file://{world['home'] / 'glove.6B.zip'}")
+    if cfg.base_model.name == "hub_text":  # the README's local model folder, a tiny BERT preset here
+        from test_hub_text import save_tiny_bert_preset
+
+        stand_ins.append(f"base_model.preset={save_tiny_bert_preset(tmp_path / 'bert', max_sequence_length=512)}")
     run = tmp_path / "run"
     cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist([*stand_ins, f"paths.data_dir={world['data']}", f"paths.output_dir={run}"]))
     cfg = to_experiment_config(cfg)

@@ -135,9 +135,11 @@ def _check_vocabulary(folder: Path, size: Optional[int], vocabulary: Path) -> No
 def _check_remote(handle: str) -> PresetInfo:
     """Fail at once when the hub a handle downloads from cannot be reached, unless a cache is declared."""
     scheme = handle.split("://", 1)[0].lower() if "://" in handle else "kaggle"
-    offline = os.environ.get("HF_HUB_OFFLINE") == "1" if scheme == "hf" else bool(os.environ.get("KAGGLEHUB_CACHE"))
+    # A declared cache is KerasHub's to read (HF_HUB_OFFLINE=1 never calls the hub; kagglehub's cache is
+    # read before the network), so no reachability check stands in its way.
+    cache_declared = os.environ.get("HF_HUB_OFFLINE") == "1" if scheme == "hf" else bool(os.environ.get("KAGGLEHUB_CACHE"))
     host = {"hf": "huggingface.co", "kaggle": "www.kaggle.com"}.get(scheme)
-    if host is None or offline:
+    if host is None or cache_declared:
         return PresetInfo(handle, None)
     try:
         socket.create_connection((host, 443), timeout=REACH_TIMEOUT_S).close()

@@ -147,6 +147,36 @@ def test_lora_trains_only_the_factors_and_the_head_and_reloads_with_the_same_pre
     np.testing.assert_allclose(best(texts).numpy(), reloaded(texts).numpy(), atol=1e-6)
 
 
+def test_a_lora_fine_tune_killed_mid_phase_resumes_to_the_same_history(reviews, preset, tmp_path):
+    import signal
+
+    import pandas as pd
+    from test_resume import METRICS, cli, wait_for_checkpoint
+
+    from transferlab.training.checkpoints import load_checkpoint
+
+    args = [o for o in hub_overrides(reviews, preset, Path("unused"), "schedule.fine_tune.lora_rank=2",
+                                     "schedule.fine_tune.epochs=4", "trainer.deterministic=true", "logger=none")
+            if not o.startswith("paths.output_dir")]
+    reference = cli(args, tmp_path / "reference", tmp_path)
+    assert reference.wait(timeout=600) == 0, reference.stderr.read()[-3000:]
+
+    killed_dir = tmp_path / "killed"
+    killed = cli(args, killed_dir, tmp_path)
+    wait_for_checkpoint(killed_dir, 3, killed)  # the first LoRA epoch done
+    killed.send_signal(signal.SIGKILL)
+    killed.wait(timeout=60)
+    checkpoint = load_checkpoint(killed_dir / "checkpoints")
+    assert checkpoint.state.phase == "fine_tune" and checkpoint.state.epoch < 6, "killed too late to test the resume"
+    assert checkpoint.arrays("adapters"), "the unmerged LoRA factors are not in the checkpoint"
+
+    resumed = cli([*args, "resume=true"], tmp_path / "resumer", tmp_path)
+    assert resumed.wait(timeout=600) == 0, resumed.stderr.read()[-3000:]
+    expected, got = pd.read_csv(tmp_path / "reference" / "history.csv"), pd.read_csv(killed_dir / "history.csv")
+    assert list(got["phase"]) == list(expected["phase"]) == ["head"] * 2 + ["fine_tune"] * 4
+    np.testing.assert_allclose(got[METRICS].to_numpy(), expected[METRICS].to_numpy(), rtol=0, atol=1e-6)
+
+
 def test_unfreeze_n_trains_the_top_n_transformer_blocks(reviews, preset, tmp_path):
     out = tmp_path / "run"
     trained(hub_overrides(reviews, preset, out, "schedule.fine_tune.unfreeze=1", "schedule.fine_tune.epochs=1"))

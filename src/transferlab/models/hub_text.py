@@ -8,6 +8,8 @@ cached or not, and a small dataset fine-tunes more steadily with the head's drop
 
 from __future__ import annotations
 
+from typing import Optional
+
 import keras
 
 from transferlab.config.schema import BaseModelConfig, HeadConfig, TokenPooling
@@ -21,11 +23,20 @@ LORA_FACTOR = "lora_kernel"
 class TextEncoder(keras.layers.Layer):
     """Strings -> one vector per text: tokenize, encode, then pool the tokens (mean over real tokens, or pooled)."""
 
-    def __init__(self, preprocessor, backbone, pooling: str = TokenPooling.mean.value, **kwargs):
+    def __init__(
+        self, preprocessor, backbone, pooling: str = TokenPooling.mean.value, lora_rank: Optional[int] = None, **kwargs
+    ):
         super().__init__(**kwargs)
         self.preprocessor = preprocessor
         self.backbone = backbone
         self.pooling = TokenPooling(pooling)
+        self.lora_rank: Optional[int] = None
+        if lora_rank is not None:
+            self.enable_lora(lora_rank)
+
+    def build(self, input_shape) -> None:
+        # The preset's backbone comes built; the preprocessor has no weights to build.
+        self.built = True
 
     def call(self, texts):
         tokens = self.preprocessor(texts)
@@ -53,11 +64,14 @@ class TextEncoder(keras.layers.Layer):
         """Train rank-`rank` adapters of the attention projections and nothing else of the encoder.
 
         KerasHub's `enable_lora` leaves the adapted layers' biases trainable; they are frozen here, so
-        the encoder's trainable weights are the LoRA factors alone. A model reloaded mid-phase already
-        has its adapters (their rank is in the layer config) and only gets its trainable flags back.
+        the encoder's trainable weights are the LoRA factors alone. The rank is part of this layer's
+        config because Keras saves no variable's trainable flag: a reloaded model (a checkpoint
+        resumed mid-phase) already has its adapters and gets the same trainable set back, which its
+        saved optimizer state belongs to.
         """
         if not any(LORA_FACTOR in v.path for v in self.backbone.variables):
             self.backbone.enable_lora(rank)
+        self.lora_rank = rank
         self.trainable = True
         for variable in self.backbone.variables:
             variable.trainable = LORA_FACTOR in variable.path
@@ -68,6 +82,7 @@ class TextEncoder(keras.layers.Layer):
             "preprocessor": keras.saving.serialize_keras_object(self.preprocessor),
             "backbone": keras.saving.serialize_keras_object(self.backbone),
             "pooling": self.pooling.value,
+            "lora_rank": self.lora_rank,
         }
 
     @classmethod

@@ -14,6 +14,8 @@ While the base is frozen its weights cannot change, so rewriting them every epoc
 (most of the time of a cached head phase). A frozen-base checkpoint holds only what trains: the
 variables outside the base and the optimizer's variables; a resumed run rebuilds the model from
 its config (the same base weights, the same seeded initialisation) and restores those into it.
+A LoRA fine-tune's checkpoint also keeps its adapted kernels and factors apart (`adapters.npz`),
+since model.keras holds them merged.
 """
 
 from __future__ import annotations
@@ -101,13 +103,9 @@ class Checkpoint:
         """The checkpointed model (loaded, to be checked, when the checkpoint was); a frozen-base
         checkpoint restores its variables into `build()`."""
         if not self.frozen_base:
-            if self.state.mid_phase and any("lora_kernel" in v.path for v in self.model.variables):
-                # model.keras merges the LoRA factors into the kernels and zeroes them, so training them on
-                # from there would change nothing.
-                raise CheckpointError(
-                    "resuming in the middle of a LoRA fine-tune is not supported yet: the saved model holds the "
-                    "adapters merged into the weights; start the run again without resume"
-                )
+            adapters = self.arrays(ADAPTERS)
+            if adapters is not None:
+                _assign(adapter_variables(self.model), adapters)
             return self.model
         model = self._rebuilt(build)
         _assign(trained_variables(model), self.stored[TRAINED])
@@ -164,12 +162,22 @@ class Checkpoint:
 
 EARLY_STOPPING_BEST = "early_stopping_best"
 BEST_PENDING = "best_pending"  # the head phase's best variables outside the base, not yet in best.keras
+ADAPTERS = "adapters"  # a LoRA fine-tune's adapted kernels and their factors, unmerged
+LORA_FACTORS = ("lora_kernel_a", "lora_kernel_b")
 
 
 def trained_variables(model: "keras.Model") -> list:
     """The model's variables outside the base: all that changes while the base is frozen."""
     frozen = {id(v) for v in model.get_layer(BASE_LAYER).variables}
     return [v for v in model.variables if id(v) not in frozen]
+
+
+def adapter_variables(model: "keras.Model") -> list:
+    """Every LoRA-adapted layer's kernel and factors: model.keras stores only their merged sum (and
+    zeroes the factors on load), from which training the factors on would not be the same run."""
+    adapted = {v.path.rsplit("/", 1)[0] for v in model.variables if v.path.endswith(f"/{LORA_FACTORS[0]}")}
+    names = ("kernel", *LORA_FACTORS)
+    return [v for v in model.variables if v.path.rsplit("/", 1)[0] in adapted and v.path.rsplit("/", 1)[-1] in names]
 
 
 def save_checkpoint(
@@ -204,6 +212,9 @@ def save_checkpoint(
             _save_arrays(staging / OPTIMIZER, model.optimizer.variables)
         else:
             model.save(staging / MODEL)
+            adapters = adapter_variables(model)
+            if adapters:
+                _save_arrays(staging / f"{ADAPTERS}.npz", adapters)
         if frozen_base or base_sha256:
             (staging / BASE_DIGEST).write_text(base_sha256 or base_digest(model))
         (staging / STATE).write_text(json.dumps(asdict(state), indent=2))

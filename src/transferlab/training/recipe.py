@@ -79,7 +79,8 @@ def run_experiment(cfg: ExperimentConfig, setup: Setup, distribution: Distributi
         check_unfreeze(model, cfg.schedule)
         features = feature_store(model, data, modality.feature_folder(cfg), cfg.base_model)
         # What a linear model gets on the frozen base: the bar fine-tuning must clear.
-        baseline = baseline_metrics(cfg.baseline, features, run_dir, resumed=checkpoint is not None)
+        baseline = baseline_metrics(cfg.baseline, features, run_dir, resumed=checkpoint is not None,
+                                    input_baselines=lambda: modality.input_baselines(setup.plan))
         run_info = distribution.info()
         with open_trackers(cfg, run_dir) as trackers:
             trackers.log_params({**flatten(cfg), **{f"distribution.{k}": v for k, v in run_info.items()}})

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 
 import pytest
-from conftest import assert_accepted_or_one_line, compose_config, tiny_overrides
+from conftest import assert_accepted_or_one_line, compose_config, config_error_line, tiny_overrides
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -147,3 +147,14 @@ def test_a_knn_baseline_with_more_neighbours_than_training_rows_is_refused_befor
     with pytest.raises(ConfigError, match=r"baseline.neighbors=500 is more than the \d+ training examples; set baseline.neighbors to at most \d+"):
         checked_setup(to_experiment_config(compose_config(overrides)))
     assert not (tmp_path / "run").exists()  # refused before the run folder was made
+
+
+def test_a_warmup_outside_the_phase_is_one_line(tmp_path):
+    from transferlab.config.convert import to_experiment_config
+    from transferlab.config.validate import validate
+    from transferlab.errors import ConfigError
+
+    with pytest.raises(ConfigError) as info:
+        validate(to_experiment_config(compose_config(["schedule.fine_tune.warmup=1.5", f"paths.output_dir={tmp_path}"])))
+    assert str(info.value).startswith("schedule.fine_tune.warmup=1.5 must be a fraction of the phase's steps in [0, 1)")
+    assert "did you mean 'linear'?" in config_error_line(["schedule.head.decay=linaer"])

@@ -148,6 +148,7 @@ def test_lora_trains_only_the_factors_and_the_head_and_reloads_with_the_same_pre
 
 
 def test_a_lora_fine_tune_killed_mid_phase_resumes_to_the_same_history(reviews, preset, tmp_path):
+    """With the encoder recipe's warmup and linear decay, which a resumed phase must continue on its curve."""
     import signal
 
     import pandas as pd
@@ -156,7 +157,8 @@ def test_a_lora_fine_tune_killed_mid_phase_resumes_to_the_same_history(reviews, 
     from transferlab.training.checkpoints import load_checkpoint
 
     args = [o for o in hub_overrides(reviews, preset, Path("unused"), "schedule.fine_tune.lora_rank=2",
-                                     "schedule.fine_tune.epochs=4", "trainer.deterministic=true", "logger=none")
+                                     "schedule.fine_tune.epochs=4", "schedule.fine_tune.warmup=0.5",
+                                     "schedule.fine_tune.decay=linear", "trainer.deterministic=true", "logger=none")
             if not o.startswith("paths.output_dir")]
     reference = cli(args, tmp_path / "reference", tmp_path)
     assert reference.wait(timeout=600) == 0, reference.stderr.read()[-3000:]
@@ -174,7 +176,9 @@ def test_a_lora_fine_tune_killed_mid_phase_resumes_to_the_same_history(reviews, 
     assert resumed.wait(timeout=600) == 0, resumed.stderr.read()[-3000:]
     expected, got = pd.read_csv(tmp_path / "reference" / "history.csv"), pd.read_csv(killed_dir / "history.csv")
     assert list(got["phase"]) == list(expected["phase"]) == ["head"] * 2 + ["fine_tune"] * 4
-    np.testing.assert_allclose(got[METRICS].to_numpy(), expected[METRICS].to_numpy(), rtol=0, atol=1e-6)
+    np.testing.assert_allclose(got[[*METRICS, "lr"]].to_numpy(), expected[[*METRICS, "lr"]].to_numpy(), rtol=0, atol=1e-6)
+    rates = expected[expected["phase"] == "fine_tune"]["lr"].tolist()
+    assert rates[0] < rates[1] > rates[2] > rates[3] and max(rates) < 1e-3 + 1e-9  # up over the warmup, then down
 
 
 def test_unfreeze_n_trains_the_top_n_transformer_blocks(reviews, preset, tmp_path):

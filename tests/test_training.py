@@ -259,3 +259,22 @@ def test_cached_features_give_the_head_of_the_uncached_phase(image_folder, base_
     history = {k: pd.read_csv(tmp_path / k / "history.csv") for k in runs}
     np.testing.assert_allclose(history["true"]["val_loss"], history["false"]["val_loss"], rtol=1e-5)
     assert runs["true"][0].metrics["test/accuracy"] == pytest.approx(runs["false"][0].metrics["test/accuracy"])
+
+
+def test_warmup_then_decay_follows_its_curve_and_survives_serialization():
+    import keras
+
+    from transferlab.config.schema import LRDecay
+    from transferlab.models.learning_rate import WarmupDecay
+    from transferlab.training.optimizers import phase_learning_rate
+
+    assert phase_learning_rate(1e-3, 0.0, LRDecay.constant, 100) == 1e-3
+    linear = phase_learning_rate(1e-3, 0.1, LRDecay.linear, 100)
+    rates = [float(linear(step)) for step in range(100)]
+    assert rates[:10] == pytest.approx([1e-4 * (s + 1) for s in range(10)])
+    assert rates[10] == pytest.approx(1e-3) and rates[55] == pytest.approx(0.5e-3)
+    assert all(a > b for a, b in zip(rates[10:], rates[11:])) and 0 < rates[-1] < 2e-5
+    cosine = WarmupDecay(1e-3, 100, 0, LRDecay.cosine.value)
+    assert float(cosine(0)) == pytest.approx(1e-3) and float(cosine(50)) == pytest.approx(0.5e-3)
+    again = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(linear))
+    assert [float(again(s)) for s in (3, 40, 99)] == pytest.approx([rates[3], rates[40], rates[99]])

@@ -71,6 +71,14 @@ class Monitor(StrEnum):
     accuracy = "accuracy"
 
 
+class LRDecay(StrEnum):
+    """How a phase's learning rate moves after its warmup: held, or down to 0 at its last step."""
+
+    constant = "constant"
+    linear = "linear"
+    cosine = "cosine"
+
+
 class Strategy(StrEnum):
     default = "default"
     mirrored = "mirrored"
@@ -220,6 +228,11 @@ class PhaseConfig:
     lr: float = 1e-3
     # Stop the phase after this many epochs without improvement of `schedule.monitor`.
     patience: Optional[int] = None
+    # Raise the learning rate linearly from 0 to `lr` over this fraction of the phase's steps, then
+    # follow `decay` (constant, linear or cosine, down to 0 at the phase's last step). Warmup 0.1 with
+    # linear decay is the usual recipe for fine-tuning a transformer encoder.
+    warmup: float = 0.0
+    decay: LRDecay = LRDecay.constant
 
 
 @dataclass

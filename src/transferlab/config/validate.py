@@ -226,6 +226,8 @@ def _validate_optimizer_and_schedule(cfg: ExperimentConfig) -> None:
         _require(phase.lr > 0, f"schedule.{phase_name}.lr", phase.lr, "must be a positive learning rate")
         if phase.patience is not None:
             _require(phase.patience >= 0, f"schedule.{phase_name}.patience", phase.patience, "must be >= 0 or null")
+        _require(0.0 <= phase.warmup < 1.0, f"schedule.{phase_name}.warmup", phase.warmup,
+                 "must be a fraction of the phase's steps in [0, 1) (0.1 is usual)")
     _require(
         sch.head.epochs + sch.fine_tune.epochs > 0,
         "schedule.head.epochs + schedule.fine_tune.epochs",

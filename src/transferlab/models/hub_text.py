@@ -15,8 +15,7 @@ import keras
 from transferlab.config.schema import BaseModelConfig, HeadConfig, TokenPooling
 from transferlab.errors import ModelError, first_line
 from transferlab.models.heads import BASE_LAYER, TaskSpec, build_head
-
-LORA_FACTOR = "lora_kernel"
+from transferlab.models.lora import is_lora_factor
 
 
 @keras.saving.register_keras_serializable(package="transferlab")
@@ -69,12 +68,12 @@ class TextEncoder(keras.layers.Layer):
         resumed mid-phase) already has its adapters and gets the same trainable set back, which its
         saved optimizer state belongs to.
         """
-        if not any(LORA_FACTOR in v.path for v in self.backbone.variables):
+        if not any(is_lora_factor(v) for v in self.backbone.variables):
             self.backbone.enable_lora(rank)
         self.lora_rank = rank
         self.trainable = True
         for variable in self.backbone.variables:
-            variable.trainable = LORA_FACTOR in variable.path
+            variable.trainable = is_lora_factor(variable)
 
     def get_config(self) -> dict:
         return {

@@ -14,6 +14,7 @@ import yaml
 from transferlab.models.bases import SAVED_MODEL
 from transferlab.models.heads import BASE_LAYER
 from transferlab.models.image import stored_layer_classes, trusted_saved_model
+from transferlab.models.lora import is_lora_factor
 
 
 def get_base(model: keras.Model) -> keras.Model:
@@ -21,9 +22,14 @@ def get_base(model: keras.Model) -> keras.Model:
 
 
 def base_digest(model: "keras.Model") -> str:
-    """Hash of the base's weights: a rebuilt base must be the one the head was trained on."""
+    """Hash of the base's pretrained weights: a rebuilt base must be the one the head was trained on.
+
+    Left out: LoRA factors, added when fine-tuning starts (the base a head-phase best was found on
+    is the one without them), and dropout's seed states, which depend on what else the process built.
+    """
     digest = hashlib.sha256()
-    for variable in get_base(model).variables:
+    weights = (v for v in get_base(model).variables if not is_lora_factor(v) and v.name != "seed_generator_state")
+    for variable in weights:
         digest.update(np.ascontiguousarray(variable.numpy()).tobytes())
     return digest.hexdigest()
 
@@ -48,6 +54,8 @@ def load_trained_model(path: str) -> keras.Model:
     A SavedModel base is loaded only from the directory the run's own config.yaml names (found
     beside the file, or above it for a checkpoint's model).
     """
+    import transferlab.models.learning_rate  # noqa: F401  registers the schedule a saved optimizer may hold
+
     if "TextEncoder" in stored_layer_classes(path):
         import transferlab.models.hub_text  # noqa: F401  registers the encoder layer
     token = trusted_saved_model.set(configured_saved_model(Path(path)))

@@ -44,11 +44,13 @@ class EpochRecorder(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch: int, logs=None) -> None:
         metrics = {k: float(v) for k, v in (logs or {}).items()}
-        row = {"epoch": epoch + 1, "phase": self.phase.name, "lr": self.phase.lr, **metrics}
+        # Under a warmup or decay schedule: the rate it has reached at the end of the epoch.
+        lr = float(self.model.optimizer.learning_rate) if self.phase.scheduled else self.phase.lr
+        row = {"epoch": epoch + 1, "phase": self.phase.name, "lr": lr, **metrics}
         row["epoch_time_s"] = time.perf_counter() - self._epoch_start
         self.state.history.append(row)
         self.state.epoch = epoch + 1
-        self.trackers.log_epoch(epoch + 1, self.phase.name, {**metrics, "lr": self.phase.lr})
+        self.trackers.log_epoch(epoch + 1, self.phase.name, {**metrics, "lr": lr})
 
 
 class ResumableEarlyStopping(keras.callbacks.EarlyStopping):

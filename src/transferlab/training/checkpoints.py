@@ -35,6 +35,7 @@ import numpy as np
 
 from transferlab.atomic import name_the_file, save_model
 from transferlab.errors import CheckpointError, ModelError, first_line
+from transferlab.models.lora import LORA_FACTORS, is_lora_factor
 
 if TYPE_CHECKING:
     import keras
@@ -163,7 +164,6 @@ class Checkpoint:
 EARLY_STOPPING_BEST = "early_stopping_best"
 BEST_PENDING = "best_pending"  # the head phase's best variables outside the base, not yet in best.keras
 ADAPTERS = "adapters"  # a LoRA fine-tune's adapted kernels and their factors, unmerged
-LORA_FACTORS = ("lora_kernel_a", "lora_kernel_b")
 
 
 def trained_variables(model: "keras.Model") -> list:
@@ -175,7 +175,7 @@ def trained_variables(model: "keras.Model") -> list:
 def adapter_variables(model: "keras.Model") -> list:
     """Every LoRA-adapted layer's kernel and factors: model.keras stores only their merged sum (and
     zeroes the factors on load), from which training the factors on would not be the same run."""
-    adapted = {v.path.rsplit("/", 1)[0] for v in model.variables if v.path.endswith(f"/{LORA_FACTORS[0]}")}
+    adapted = {v.path.rsplit("/", 1)[0] for v in model.variables if is_lora_factor(v)}
     names = ("kernel", *LORA_FACTORS)
     return [v for v in model.variables if v.path.rsplit("/", 1)[0] in adapted and v.path.rsplit("/", 1)[-1] in names]
 

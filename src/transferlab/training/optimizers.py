@@ -4,11 +4,19 @@ from __future__ import annotations
 
 import keras
 
-from transferlab.config.schema import OptimizerConfig, OptimizerName
+from transferlab.config.schema import LRDecay, OptimizerConfig, OptimizerName
 from transferlab.models.heads import TaskSpec
+from transferlab.models.learning_rate import WarmupDecay
 
 
-def make_optimizer(cfg: OptimizerConfig, lr: float) -> keras.optimizers.Optimizer:
+def phase_learning_rate(lr: float, warmup: float, decay: LRDecay, steps: int) -> float | WarmupDecay:
+    """The phase's learning rate: `lr` itself, or a schedule over the phase's `steps` when it warms up or decays."""
+    if warmup == 0 and decay is LRDecay.constant:
+        return lr
+    return WarmupDecay(lr, steps, round(warmup * steps), decay.value)
+
+
+def make_optimizer(cfg: OptimizerConfig, lr: float | WarmupDecay) -> keras.optimizers.Optimizer:
     common = {"learning_rate": lr, "clipnorm": cfg.clipnorm}
     if cfg.weight_decay is not None:
         common["weight_decay"] = cfg.weight_decay
@@ -22,7 +30,7 @@ def make_optimizer(cfg: OptimizerConfig, lr: float) -> keras.optimizers.Optimize
 def compile_model(
     model: keras.Model,
     optimizer: OptimizerConfig | keras.optimizers.Optimizer,
-    lr: float,
+    lr: float | WarmupDecay,
     task: TaskSpec,
     jit_compile: bool = False,
     steps_per_execution: int = 1,

@@ -7,7 +7,7 @@ from typing import Iterator, Optional
 
 import keras
 
-from transferlab.config.schema import FineTuneConfig, HeadPhaseConfig, ScheduleConfig
+from transferlab.config.schema import FineTuneConfig, HeadPhaseConfig, LRDecay, ScheduleConfig
 from transferlab.errors import ConfigError
 from transferlab.models.saved import get_base
 
@@ -25,6 +25,13 @@ class Phase:
     unfreeze: Optional[str] = None  # None: base frozen
     cache_features: bool = False
     lora_rank: Optional[int] = None  # train adapters of this rank instead of the unfrozen weights
+    warmup: float = 0.0  # fraction of the phase's steps the learning rate rises over
+    decay: LRDecay = LRDecay.constant
+
+    @property
+    def scheduled(self) -> bool:
+        """Whether the learning rate changes within the phase."""
+        return self.warmup > 0 or self.decay is not LRDecay.constant
 
 
 @dataclass
@@ -54,8 +61,9 @@ def plan_phases(cfg: ScheduleConfig, cache_by_default: bool = True) -> list[Phas
     fine: FineTuneConfig = cfg.fine_tune
     cache = head.cache_features if head.cache_features is not None else cache_by_default
     phases = [
-        Phase(HEAD, head.epochs, head.lr, head.patience, cache_features=cache),
-        Phase(FINE_TUNE, fine.epochs, fine.lr, fine.patience, unfreeze=fine.unfreeze, lora_rank=fine.lora_rank),
+        Phase(HEAD, head.epochs, head.lr, head.patience, cache_features=cache, warmup=head.warmup, decay=head.decay),
+        Phase(FINE_TUNE, fine.epochs, fine.lr, fine.patience, unfreeze=fine.unfreeze, lora_rank=fine.lora_rank,
+              warmup=fine.warmup, decay=fine.decay),
     ]
     return [p for p in phases if p.epochs > 0]
 

@@ -32,7 +32,7 @@ from transferlab.models.heads import TaskSpec
 from transferlab.tracking.base import Trackers
 from transferlab.training.callbacks import PhaseCallbacks
 from transferlab.training.checkpoints import Checkpoint, ScheduleState
-from transferlab.training.optimizers import compile_model
+from transferlab.training.optimizers import compile_model, phase_learning_rate
 from transferlab.training.phases import (
     Phase,
     PhaseResult,
@@ -76,7 +76,8 @@ def run_schedule(run: ScheduleRun) -> ScheduleResult:
     phases = [p for p in plan_phases(run.schedule, run.cache_by_default) if p.name not in state.finished_phases]
     try:
         for phase in phases:
-            resuming = _enter_phase(model, phase, state, run.optimizer, run.task, resume_from, run.jit_compile)
+            resuming = _enter_phase(model, phase, state, run.optimizer, run.task, resume_from, run.data.steps_per_epoch,
+                                    run.jit_compile)
             phase_callbacks = callbacks.for_phase(phase, last=phase is phases[-1], resuming=resuming)
             started, resumed_at = time.perf_counter(), state.epoch
             fit_model, fit_data, extraction_s = _what_to_fit(model, run.data, phase, run.task, run.features)
@@ -111,7 +112,7 @@ def _fit(model: keras.Model, data: SplitData, state: ScheduleState, phase: Phase
 
 def _enter_phase(
     model: keras.Model, phase: Phase, state: ScheduleState, optimizer: OptimizerConfig, task: TaskSpec,
-    resume_from: Optional[Checkpoint], jit_compile: bool = False,
+    resume_from: Optional[Checkpoint], steps_per_epoch: int, jit_compile: bool = False,
 ) -> bool:
     """Set the phase's trainable layers and compile, unless a checkpoint's compiled model continues it;
     True when the phase is resumed. A frozen-base checkpoint's model is rebuilt uncompiled, so it is
@@ -122,7 +123,8 @@ def _enter_phase(
     if not resuming:
         state.start_phase(phase.name)
     set_trainable_for_phase(model, phase)
-    compile_model(model, optimizer, phase.lr, task, jit_compile)
+    lr = phase_learning_rate(phase.lr, phase.warmup, phase.decay, phase.epochs * steps_per_epoch)
+    compile_model(model, optimizer, lr, task, jit_compile)
     if resuming:
         resume_from.restore_optimizer(model)
     return resuming

@@ -125,6 +125,10 @@ def test_training_command_as_shown_gets_through_every_check_before_training(wher
         from test_hub_text import save_tiny_bert_preset
 
         stand_ins.append(f"base_model.preset={save_tiny_bert_preset(tmp_path / 'bert', max_sequence_length=512)}")
+    if cfg.base_model.name == "hub_image":  # the docs' local model folder, a tiny ViT preset here
+        from test_hub_image import save_tiny_vit_preset
+
+        stand_ins.append(f"base_model.preset={save_tiny_vit_preset(tmp_path / 'vit')}")
     run = tmp_path / "run"
     cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist([*stand_ins, f"paths.data_dir={world['data']}", f"paths.output_dir={run}"]))
     cfg = to_experiment_config(cfg)

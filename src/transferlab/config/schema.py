@@ -56,7 +56,8 @@ class MonitorMode(StrEnum):
 
 
 class TokenPooling(StrEnum):
-    """How a text encoder's token vectors become one vector: the mean over real tokens, or its pooled ([CLS]) output."""
+    """How an encoder's token vectors become one vector: the mean over real tokens, or its pooled ([CLS]) output
+    (for a vision transformer, its class token)."""
 
     mean = "mean"
     pooled = "pooled"
@@ -178,8 +179,8 @@ class BaseModelConfig:
     preprocess: Optional[str] = None
     # SavedModel bases: the function to call ("serve" for `model.export`; TF Hub often "serving_default").
     endpoint: str = "serve"
-    # KerasHub bases (hub_text): a preset name, kaggle://..., hf://..., or a local directory (a KerasHub
-    # preset, or a Hugging Face model folder with config.json and weights).
+    # KerasHub bases (hub_text, hub_image): a preset name, kaggle://..., hf://..., or a local directory (a
+    # KerasHub preset, or for hub_text a Hugging Face model folder with config.json and weights).
     preset: Optional[str] = None
     token_pooling: TokenPooling = TokenPooling.mean
 
@@ -264,7 +265,6 @@ class ScheduleConfig:
     mode: MonitorMode = MonitorMode.auto
 
 
-
 @dataclass
 class TrainerConfig:
     seed: int = 42
@@ -284,9 +284,6 @@ class TrainerConfig:
     precision: Precision = Precision.float32
     # Compile training and evaluation steps with XLA.
     jit_compile: bool = False
-
-
-
 
 
 @dataclass

@@ -7,10 +7,11 @@ from typing import TYPE_CHECKING
 from transferlab.config.schema import DatasetKind, ExperimentConfig
 from transferlab.errors import ConfigError, ModelError
 from transferlab.modalities.base import Modality
+from transferlab.modalities.hub_image import HubImageModality
 from transferlab.modalities.hub_text import HubTextModality
 from transferlab.modalities.images import ImageModality
 from transferlab.modalities.text import TextModality
-from transferlab.models.hub_presets import HUB_TEXT
+from transferlab.models.hub_presets import HUB_IMAGE, HUB_TEXT
 
 if TYPE_CHECKING:
     import keras
@@ -19,7 +20,7 @@ if TYPE_CHECKING:
 MODALITIES: dict[DatasetKind, Modality] = {DatasetKind.images: ImageModality(), DatasetKind.text: TextModality()}
 
 # A base family that reads its input its own way is one module and one line here.
-BASE_FAMILIES: dict[str, Modality] = {HUB_TEXT: HubTextModality()}
+BASE_FAMILIES: dict[str, Modality] = {HUB_TEXT: HubTextModality(), HUB_IMAGE: HubImageModality()}
 
 
 def modality_for(cfg: ExperimentConfig) -> Modality:

@@ -3,7 +3,8 @@ files, and a remote handle fails in about a second when its host cannot be reach
 
 A preset is a directory, as in KerasHub: either one written by `save_to_preset` (its config.json
 names a registered Keras class) or a Hugging Face model folder (its config.json has a `model_type`),
-which KerasHub converts on load.
+which KerasHub converts on load. Whether it holds a text or an image model is in its files: a text
+preset has tokenizer.json, an image preset image_converter.json.
 """
 
 from __future__ import annotations
@@ -18,9 +19,25 @@ from typing import Optional
 from transferlab.errors import ConfigError, DataError
 
 HUB_TEXT = "hub_text"
+HUB_IMAGE = "hub_image"
 
 # Hugging Face architectures KerasHub 0.32 converts to a text encoder backbone.
 HF_TEXT_ENCODERS = ("bert", "distilbert", "roberta", "xlm-roberta", "albert", "deberta-v2", "electra")
+
+# KerasHub image backbones without attention layers: LoRA has nothing to adapt in them.
+CNN_BACKBONES = (
+    "CSPNetBackbone", "DenseNetBackbone", "EfficientNetBackbone", "HGNetV2Backbone", "MobileNetBackbone",
+    "ResNetBackbone", "VGGBackbone", "XceptionBackbone",
+)
+
+# What a local copy of each family's preset may be, as the error messages name it.
+LOCAL_COPIES = {
+    HUB_TEXT: (
+        "a folder written by save_to_preset, or a Hugging Face model folder with config.json, model.safetensors "
+        "and vocab.txt"
+    ),
+    HUB_IMAGE: "a folder written by save_to_preset, with config.json and image_converter.json",
+}
 
 # How long a remote handle may take to show that its host answers at all.
 REACH_TIMEOUT_S = 1.0
@@ -33,17 +50,19 @@ class PresetInfo:
     handle: str
     local: Optional[Path]  # None: a remote handle KerasHub downloads (and caches)
     max_sequence_length: Optional[int] = None
+    image_size: Optional[tuple[int, int]] = None  # what the pipeline feeds an image backbone; None: ask its converter
+    backbone: Optional[str] = None  # the backbone's class name
 
 
 def check_text_preset(handle: Optional[str], sequence_length: int) -> PresetInfo:
     """The preset of a hub_text base: found (or its host reachable), a text encoder, long enough."""
-    if handle is None:
-        raise ConfigError(
-            "base_model=hub_text needs base_model.preset: a KerasHub preset name (e.g. bert_tiny_en_uncased), "
-            "kaggle://..., hf://..., or a local model directory"
-        )
-    folder = local_folder(handle)
-    info = _read_local(handle, folder) if folder is not None else _check_remote(handle)
+    folder, config = _preset_config(handle, HUB_TEXT, "bert_tiny_en_uncased")
+    if folder is None:
+        info = PresetInfo(handle, None)
+    elif "registered_name" in config:
+        info = _keras_text_preset(handle, folder, config)
+    else:
+        info = _hf_folder(handle, folder, config)
     if info.max_sequence_length is not None and sequence_length > info.max_sequence_length:
         raise ConfigError(
             f"dataset.sequence_length={sequence_length} is longer than the {info.max_sequence_length} tokens "
@@ -51,6 +70,37 @@ def check_text_preset(handle: Optional[str], sequence_length: int) -> PresetInfo
             f"{info.max_sequence_length}"
         )
     return info
+
+
+def check_image_preset(handle: Optional[str], image_size: Optional[tuple[int, int]]) -> PresetInfo:
+    """The preset of a hub_image base: found (or its host reachable), an image model with a converter; the
+    pipeline's image size is `image_size` (dataset.image_size) if set, else the size the converter resizes to."""
+    folder, config = _preset_config(handle, HUB_IMAGE, "efficientnet_b0_ra_imagenet")
+    if folder is None:
+        return PresetInfo(handle, None, image_size=image_size)
+    if "registered_name" not in config:
+        raise ConfigError(
+            f"base_model.preset '{folder}' is a Hugging Face '{config['model_type']}' model folder, which KerasHub "
+            "loads without its image converter; use a KerasHub preset (a name, or a folder save_to_preset wrote)"
+        )
+    converter_file = folder / "image_converter.json"
+    if not converter_file.is_file():
+        has_text = (folder / "tokenizer.json").is_file()
+        kind = "a text model (it has a tokenizer)" if has_text else "a model without an image converter"
+        raise ConfigError(
+            f"base_model.preset '{folder}' is {kind}, but the dataset is images; use an image preset "
+            "(one with image_converter.json)"
+        )
+    size = image_size or _converter_size(folder, _read_json(converter_file), config)
+    return PresetInfo(handle, folder, image_size=size, backbone=config.get("class_name"))
+
+
+def lora_refusal(rank: int, backbone: str) -> ConfigError:
+    """LoRA on a backbone without attention: KerasHub's `enable_lora` would adapt nothing and train nothing."""
+    return ConfigError(
+        f"schedule.fine_tune.lora_rank={rank} adapts the query and value projections of attention layers, and "
+        f"{backbone} has none; set schedule.fine_tune.lora_rank=null, or use a ViT, DeiT or DINOv2 preset"
+    )
 
 
 def local_folder(handle: str) -> Optional[Path]:
@@ -65,32 +115,57 @@ def local_folder(handle: str) -> Optional[Path]:
     return None
 
 
-def _read_local(handle: str, folder: Path) -> PresetInfo:
+def _preset_config(handle: Optional[str], family: str, example: str) -> tuple[Optional[Path], Optional[dict]]:
+    """A local preset's folder and config.json, or (None, None) for a remote handle whose host answers."""
+    if handle is None:
+        raise ConfigError(
+            f"base_model={family} needs base_model.preset: a KerasHub preset name (e.g. {example}), "
+            "kaggle://..., hf://..., or a local model directory"
+        )
+    folder = local_folder(handle)
+    if folder is None:
+        _check_remote(handle, LOCAL_COPIES[family])
+        return None, None
     config_file = folder / "config.json"
     if not folder.is_dir():
-        raise DataError(f"base_model.preset '{folder}' does not exist; point it at a KerasHub preset or Hugging Face model directory")
+        raise DataError(f"base_model.preset '{folder}' does not exist; point it at {LOCAL_COPIES[family]}")
     if not config_file.is_file():
         raise DataError(
-            f"base_model.preset '{folder}' is not a model directory (no config.json); give a folder written by "
-            "save_to_preset, or a Hugging Face model folder (config.json, model.safetensors, vocab.txt)"
+            f"base_model.preset '{folder}' is not a model directory (no config.json); give {LOCAL_COPIES[family]}"
         )
+    config = _read_json(config_file)
+    if "registered_name" not in config and "model_type" not in config:
+        raise DataError(
+            f"base_model.preset '{folder}' has a config.json that is neither a KerasHub preset's nor a Hugging Face "
+            "model's; save the model with save_to_preset, or download the Hugging Face model folder"
+        )
+    return folder, config
+
+
+def _read_json(path: Path) -> dict:
     try:
-        config = json.loads(config_file.read_text(encoding="utf-8"))
+        config = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise DataError(f"base_model.preset '{config_file}' is not readable JSON ({exc}); restore the file") from None
+        raise DataError(f"base_model.preset '{path}' is not readable JSON ({exc}); restore the file") from None
     if not isinstance(config, dict):
-        raise DataError(f"base_model.preset '{config_file}' holds no model configuration; restore the file")
-    if "registered_name" in config:
-        return _keras_preset(handle, folder, config)
-    if "model_type" in config:
-        return _hf_folder(handle, folder, config)
-    raise DataError(
-        f"base_model.preset '{folder}' has a config.json that is neither a KerasHub preset's nor a Hugging Face "
-        "model's; save the model with save_to_preset, or download the Hugging Face model folder"
+        raise DataError(f"base_model.preset '{path}' holds no model configuration; restore the file")
+    return config
+
+
+def _converter_size(folder: Path, converter: dict, backbone: dict) -> tuple[int, int]:
+    """The converter's resize target, else the backbone's fixed input size."""
+    resized = converter.get("config", {}).get("image_size")
+    fixed = (backbone.get("config", {}).get("image_shape") or [])[:2]
+    for size in (resized, fixed):
+        if size and len(size) == 2 and all(isinstance(side, int) and side > 0 for side in size):
+            return tuple(size)
+    raise ConfigError(
+        f"base_model.preset '{folder}' fixes no image size (its converter does not resize and its backbone takes "
+        "any size); set dataset.image_size"
     )
 
 
-def _keras_preset(handle: str, folder: Path, config: dict) -> PresetInfo:
+def _keras_text_preset(handle: str, folder: Path, config: dict) -> PresetInfo:
     if not (folder / "tokenizer.json").is_file():
         has_images = (folder / "image_converter.json").is_file()
         kind = "an image model (it has an image converter)" if has_images else "a model without a tokenizer"
@@ -132,7 +207,7 @@ def _check_vocabulary(folder: Path, size: Optional[int], vocabulary: Path) -> No
         )
 
 
-def _check_remote(handle: str) -> PresetInfo:
+def _check_remote(handle: str, local_copy: str) -> None:
     """Fail at once when the hub a handle downloads from cannot be reached, unless a cache is declared."""
     scheme = handle.split("://", 1)[0].lower() if "://" in handle else "kaggle"
     # A declared cache is KerasHub's to read (HF_HUB_OFFLINE=1 never calls the hub; kagglehub's cache is
@@ -140,14 +215,12 @@ def _check_remote(handle: str) -> PresetInfo:
     cache_declared = os.environ.get("HF_HUB_OFFLINE") == "1" if scheme == "hf" else bool(os.environ.get("KAGGLEHUB_CACHE"))
     host = {"hf": "huggingface.co", "kaggle": "www.kaggle.com"}.get(scheme)
     if host is None or cache_declared:
-        return PresetInfo(handle, None)
+        return
     try:
         socket.create_connection((host, 443), timeout=REACH_TIMEOUT_S).close()
     except OSError:
         cache = "HF_HUB_OFFLINE=1 to use the Hugging Face cache" if scheme == "hf" else "KAGGLEHUB_CACHE to a kagglehub cache that holds it"
         raise ConfigError(
             f"base_model.preset='{handle}' must be downloaded from {host}, which cannot be reached; point "
-            f"base_model.preset at a local copy (a directory saved with save_to_preset, or a Hugging Face model "
-            f"folder), or set {cache}"
+            f"base_model.preset at a local copy ({local_copy}), or set {cache}"
         ) from None
-    return PresetInfo(handle, None)

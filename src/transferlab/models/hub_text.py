@@ -15,27 +15,18 @@ import keras
 from transferlab.config.schema import BaseModelConfig, HeadConfig, TokenPooling
 from transferlab.errors import ModelError, first_line
 from transferlab.models.heads import BASE_LAYER, TaskSpec, build_head
-from transferlab.models.lora import is_lora_factor
+from transferlab.models.hub_encoder import HubEncoder
 
 
 @keras.saving.register_keras_serializable(package="transferlab")
-class TextEncoder(keras.layers.Layer):
+class TextEncoder(HubEncoder):
     """Strings -> one vector per text: tokenize, encode, then pool the tokens (mean over real tokens, or pooled)."""
 
-    def __init__(
-        self, preprocessor, backbone, pooling: str = TokenPooling.mean.value, lora_rank: Optional[int] = None, **kwargs
-    ):
-        super().__init__(**kwargs)
-        self.preprocessor = preprocessor
-        self.backbone = backbone
-        self.pooling = TokenPooling(pooling)
-        self.lora_rank: Optional[int] = None
-        if lora_rank is not None:
-            self.enable_lora(lora_rank)
+    INPUT_STEP = "preprocessor"
 
-    def build(self, input_shape) -> None:
-        # The preset's backbone comes built; the preprocessor has no weights to build.
-        self.built = True
+    def __init__(self, preprocessor, backbone, pooling: str = TokenPooling.mean.value, lora_rank: Optional[int] = None,
+                 **kwargs):
+        super().__init__(preprocessor, backbone, pooling, lora_rank, **kwargs)
 
     def call(self, texts):
         tokens = self.preprocessor(texts)
@@ -50,48 +41,9 @@ class TextEncoder(keras.layers.Layer):
         return (input_shape[0], self.backbone.hidden_dim)
 
     @property
-    def layers(self) -> list[keras.layers.Layer]:
-        """The backbone's layers, in order: what `schedule.fine_tune.unfreeze` counts and names."""
-        return self.backbone.layers
-
-    @property
     def blocks(self) -> list[keras.layers.Layer]:
         """The transformer blocks: `unfreeze=N` trains the top N of them and everything above."""
         return list(getattr(self.backbone, "transformer_layers", []))
-
-    def enable_lora(self, rank: int) -> None:
-        """Train rank-`rank` adapters of the attention projections and nothing else of the encoder.
-
-        KerasHub's `enable_lora` leaves the adapted layers' biases trainable; they are frozen here, so
-        the encoder's trainable weights are the LoRA factors alone. The rank is part of this layer's
-        config because Keras saves no variable's trainable flag: a reloaded model (a checkpoint
-        resumed mid-phase) already has its adapters and gets the same trainable set back, which its
-        saved optimizer state belongs to.
-        """
-        if not any(is_lora_factor(v) for v in self.backbone.variables):
-            self.backbone.enable_lora(rank)
-        self.lora_rank = rank
-        self.trainable = True
-        for variable in self.backbone.variables:
-            variable.trainable = is_lora_factor(variable)
-
-    def get_config(self) -> dict:
-        return {
-            **super().get_config(),
-            "preprocessor": keras.saving.serialize_keras_object(self.preprocessor),
-            "backbone": keras.saving.serialize_keras_object(self.backbone),
-            "pooling": self.pooling.value,
-            "lora_rank": self.lora_rank,
-        }
-
-    @classmethod
-    def from_config(cls, config: dict) -> "TextEncoder":
-        import keras_hub  # noqa: F401  registers the preprocessor and backbone classes
-
-        config = dict(config)
-        for key in ("preprocessor", "backbone"):
-            config[key] = keras.saving.deserialize_keras_object(config[key])
-        return cls(**config)
 
 
 def load_text_encoder(cfg: BaseModelConfig, sequence_length: int) -> TextEncoder:

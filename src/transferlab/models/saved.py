@@ -56,8 +56,11 @@ def load_trained_model(path: str) -> keras.Model:
     """
     import transferlab.models.learning_rate  # noqa: F401  registers the schedule a saved optimizer may hold
 
-    if "TextEncoder" in stored_layer_classes(path):
+    stored = stored_layer_classes(path)
+    if "TextEncoder" in stored:
         import transferlab.models.hub_text  # noqa: F401  registers the encoder layer
+    if "ImageEncoder" in stored:
+        import transferlab.models.hub_image  # noqa: F401  registers the encoder layer
     token = trusted_saved_model.set(configured_saved_model(Path(path)))
     try:
         return keras.saving.load_model(path, safe_mode=True)

@@ -76,7 +76,8 @@ def check_unfreeze(model: keras.Model, cfg: ScheduleConfig) -> None:
     base = get_base(model)
     if cfg.fine_tune.lora_rank is not None and not hasattr(base, "enable_lora"):
         raise ConfigError(
-            f"schedule.fine_tune.lora_rank={cfg.fine_tune.lora_rank} needs a KerasHub base (base_model=hub_text); "
+            f"schedule.fine_tune.lora_rank={cfg.fine_tune.lora_rank} needs a KerasHub base (base_model=hub_text, or "
+            "base_model=hub_image with a ViT, DeiT or DINOv2 preset); "
             f"this base has no attention layers to adapt: set schedule.fine_tune.lora_rank=null"
         )
     unfrozen = base.layers[unfreeze_start(base, cfg.fine_tune.unfreeze):]

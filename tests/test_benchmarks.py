@@ -36,7 +36,15 @@ def test_the_vectors_benchmark_runs_at_a_small_scale():
     assert "3,000 words x 20-d" in done.stdout
 
 
-@pytest.mark.parametrize("script", ["overhead.py", "phase1.py", "readme_figures.py"])
+@pytest.mark.skipif(not (ROOT.parent / "shared" / "data" / "sentiment" / "sentiment.csv").is_file(),
+                    reason="the shared sentences are not beside the checkout")
+def test_the_text_bases_benchmark_runs_its_glove_and_tfidf_rows_at_a_small_scale():
+    done = run("text_bases.py", "--methods", "glove_bilstm,tfidf", "--sentences", "100", "--glove-epochs", "1")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "| GloVe 6B 50-d" in done.stdout and "| TF-IDF" in done.stdout and "wrote" not in done.stdout
+
+
+@pytest.mark.parametrize("script", ["overhead.py", "phase1.py", "readme_figures.py", "text_bases.py"])
 def test_each_benchmark_imports_its_helpers_and_describes_itself(script):
     done = run(script, "--help")
     assert done.returncode == 0 and "usage:" in done.stdout, done.stderr[-2000:]

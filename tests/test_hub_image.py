@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from conftest import compose_config, run_train_script, write_class_images
 from test_hub_text import modality_check, save_tiny_bert_preset, trained
@@ -242,3 +243,16 @@ def test_lora_on_a_backbone_without_attention_is_refused_once_it_is_loaded(resne
         classifier.build()
     with pytest.raises(ConfigError, match="lora_rank=2 adapts the query and value projections"):
         load_image_encoder(cfg.base_model).enable_lora(2)
+
+
+def test_the_image_backbone_preset_runs_end_to_end_on_a_local_preset(photos, resnet, tmp_path):
+    """experiment=cats_dogs_efficientnet as a user runs it offline: its backbone pointed at a local CNN preset."""
+    out = tmp_path / "run"
+    tiny = [o for o in hub_overrides(photos, resnet, out) if not o.startswith(("head", "schedule.fine_tune.lr"))]
+    result = run_train_script(["experiment=cats_dogs_efficientnet", *tiny], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    phases = phases_of(out)
+    assert phases["head"]["feature_extraction_s"] > 0  # no augmentation: phase 1 on cached features
+    assert phases["fine_tune"]["trainable_params"] > 100 * phases["head"]["trainable_params"]
+    rates = pd.read_csv(out / "history.csv").query("phase == 'fine_tune'")["lr"].tolist()
+    assert len(rates) == 2 and rates[0] > rates[1] and max(rates) < 1e-4 + 1e-9  # warmup, then cosine decay

@@ -282,3 +282,23 @@ def test_real_minilm_weights_beat_the_glove_preset_and_tfidf_on_real_sentences(t
     assert ours > theirs + 0.08, (ours, theirs)
     assert ours > minilm.metrics["baseline/tfidf_test_accuracy"] + 0.05, minilm.metrics
     assert minilm.metrics["baseline/tfidf_test_accuracy"] == glove.metrics["baseline/tfidf_test_accuracy"]  # one split
+
+
+@pytest.mark.parametrize("experiment", ["sentiment_bert_lora", "sentiment_bert_finetune"])
+def test_the_sentiment_encoder_presets_run_end_to_end_on_a_local_preset(reviews, preset, tmp_path, experiment):
+    """The presets as a user runs them offline: their base pointed at a local copy, at a tiny scale."""
+    import keras_hub
+
+    out = tmp_path / "run"
+    tiny = [o for o in hub_overrides(reviews, preset, out, "schedule.head.epochs=2", "schedule.fine_tune.epochs=2",
+                                     "dataset.sequence_length=12") if not o.startswith("head")]
+    cfg = trained([f"experiment={experiment}", *tiny])
+    assert cfg.schedule.fine_tune.warmup == 0.1 and cfg.schedule.fine_tune.decay == "linear"
+    phases = json.loads((out / "summary.json").read_text())["phases"]
+    head, fine_tune = phases["head"]["trainable_params"], phases["fine_tune"]["trainable_params"]
+    assert head == HIDDEN + 1  # the preset's linear head on the mean-pooled text vector
+    encoder = sum(int(np.prod(v.shape)) for v in keras_hub.models.Backbone.from_preset(str(preset)).weights)
+    if cfg.schedule.fine_tune.lora_rank:
+        assert head < fine_tune < encoder / 4
+    else:
+        assert fine_tune >= encoder

@@ -183,6 +183,8 @@ class BaseModelConfig:
     # KerasHub preset, or for hub_text a Hugging Face model folder with config.json and weights).
     preset: Optional[str] = None
     token_pooling: TokenPooling = TokenPooling.mean
+    # The weights' licence, for the model card; null reads it from a local preset's README, if any.
+    license: Optional[str] = None
 
 
 @dataclass

@@ -14,6 +14,7 @@ from transferlab.config.schema import monitor_mode
 from transferlab.errors import ConfigError
 from transferlab.reporting.evaluation import evaluate_test, format_report
 from transferlab.reporting.figures import write_plots
+from transferlab.reporting.model_card import write_model_card
 from transferlab.repro import environment_info
 
 if TYPE_CHECKING:
@@ -99,6 +100,7 @@ def evaluate_and_save(
         tracking=tracking or {},
     )
     write_json(summary.to_dict(), run_dir / "summary.json")
+    write_model_card(summary, cfg, data.plan, run_dir)
     return summary
 
 

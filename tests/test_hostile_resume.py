@@ -140,3 +140,21 @@ def test_the_last_two_checkpoints_are_kept(tmp_path):
     save_checkpoint(root, model, ScheduleState(phase="head", epoch=3, finished_phases=["head"]))
     assert sorted(p.name for p in root.iterdir()) == ["epoch-0002", "epoch-0003", "latest"]
     assert json.loads((root / "epoch-0003" / "state.json").read_text())["finished_phases"] == ["head"]
+
+
+def test_a_sigterm_whose_interrupt_was_swallowed_still_ends_the_run_at_the_next_epoch():
+    """Python prints and drops an exception raised in a finalizer; the recorded signal still stops the run."""
+    import os
+    import signal
+
+    from transferlab.training.runs import raise_if_signalled, stop_on_signals
+
+    with stop_on_signals():
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            signal.getsignal(signal.SIGTERM)  # any bytecode: the handler runs here
+        except KeyboardInterrupt:
+            pass  # what a finalizer or a broad except would do with it
+        with pytest.raises(KeyboardInterrupt, match="received SIGTERM"):
+            raise_if_signalled()
+    raise_if_signalled()  # outside the run, nothing is pending

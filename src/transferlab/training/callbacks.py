@@ -25,6 +25,7 @@ from transferlab.training.checkpoints import (
     trained_variables,
 )
 from transferlab.training.phases import Phase
+from transferlab.training.runs import raise_if_signalled
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,7 @@ class EpochRecorder(keras.callbacks.Callback):
         self._epoch_start = 0.0
 
     def on_epoch_begin(self, epoch: int, logs=None) -> None:
+        raise_if_signalled()
         self._epoch_start = time.perf_counter()
 
     def on_epoch_end(self, epoch: int, logs=None) -> None:

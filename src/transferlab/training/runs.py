@@ -128,18 +128,36 @@ def _status(run_dir: Path) -> str:
         return ""
 
 
+# The signals received inside `stop_on_signals`, by name.
+_received: list[str] = []
+
+
 @contextmanager
 def stop_on_signals() -> Iterator[None]:
-    """SIGTERM (a scheduler's preemption) ends the run like Ctrl-C: the last epoch's checkpoint stays."""
+    """SIGTERM (a scheduler's preemption) ends the run like Ctrl-C: the last epoch's checkpoint stays.
+
+    The handler raises KeyboardInterrupt wherever Python code runs at that moment; if that is a
+    finalizer, Python prints the exception and goes on, so the signal is also recorded, and
+    `raise_if_signalled` (called as each epoch begins) ends the run then.
+    """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
     def interrupt(signum, frame):
-        raise KeyboardInterrupt(f"received {signal.Signals(signum).name}")
+        _received.append(signal.Signals(signum).name)
+        raise KeyboardInterrupt(f"received {_received[-1]}")
 
+    _received.clear()
     previous = signal.signal(signal.SIGTERM, interrupt)
     try:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+        _received.clear()
+
+
+def raise_if_signalled() -> None:
+    """End the run now if a signal's KeyboardInterrupt was swallowed where it was raised."""
+    if _received:
+        raise KeyboardInterrupt(f"received {_received[-1]}")

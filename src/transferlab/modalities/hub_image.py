@@ -8,7 +8,6 @@ dataset.image_size says otherwise) and the model.
 
 from __future__ import annotations
 
-import importlib.util
 from typing import TYPE_CHECKING
 
 from transferlab.config.schema import ExperimentConfig, HeadKind
@@ -16,7 +15,13 @@ from transferlab.data.images import DatasetPlan
 from transferlab.errors import ConfigError
 from transferlab.modalities.base import Classifier
 from transferlab.modalities.images import ImageModality
-from transferlab.models.hub_presets import CNN_BACKBONES, check_image_preset, local_folder, lora_refusal
+from transferlab.models.hub_presets import (
+    CNN_BACKBONES,
+    check_image_preset,
+    local_folder,
+    lora_refusal,
+    require_keras_hub,
+)
 
 if TYPE_CHECKING:
     import keras
@@ -55,10 +60,7 @@ class HubImageModality(ImageModality):
 def check_hub_image_config(cfg: ExperimentConfig) -> None:
     """The extra installed, a pool head, no second pixel scaling, the preset found and an image model, LoRA
     only on a backbone with attention."""
-    if importlib.util.find_spec("keras_hub") is None:
-        raise ConfigError(
-            "base_model=hub_image needs KerasHub, which is not installed; install the extra: pip install -e '.[hub]'"
-        )
+    require_keras_hub("hub_image")
     if cfg.head.kind is not HeadKind.pool:
         raise ConfigError(
             f"head.kind={cfg.head.kind.value} reads token sequences of a text dataset; use head=gap or head=mlp for images"

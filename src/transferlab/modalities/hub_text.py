@@ -8,7 +8,6 @@ which trains on the frozen encoder's cached text vectors.
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -17,7 +16,7 @@ from transferlab.data.text import TextPlan
 from transferlab.errors import ConfigError
 from transferlab.modalities.base import Classifier, configured_feature_folder
 from transferlab.modalities.text import TextModality
-from transferlab.models.hub_presets import check_text_preset
+from transferlab.models.hub_presets import check_text_preset, require_keras_hub
 
 if TYPE_CHECKING:
     import keras
@@ -54,10 +53,7 @@ class HubTextModality(TextModality):
 
 def check_hub_text_config(cfg: ExperimentConfig) -> None:
     """The extra installed, a pool head, and the preset found, a text encoder, long enough."""
-    if importlib.util.find_spec("keras_hub") is None:
-        raise ConfigError(
-            "base_model=hub_text needs KerasHub, which is not installed; install the extra: pip install -e '.[hub]'"
-        )
+    require_keras_hub("hub_text")
     if cfg.head.kind is not HeadKind.pool:
         raise ConfigError(
             f"head.kind={cfg.head.kind.value} reads token vectors; an encoder gives one vector per text, so use "

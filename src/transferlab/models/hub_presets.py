@@ -9,6 +9,7 @@ preset has tokenizer.json, an image preset image_converter.json.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import socket
@@ -101,6 +102,14 @@ def lora_refusal(rank: int, backbone: str) -> ConfigError:
         f"schedule.fine_tune.lora_rank={rank} adapts the query and value projections of attention layers, and "
         f"{backbone} has none; set schedule.fine_tune.lora_rank=null, or use a ViT, DeiT or DINOv2 preset"
     )
+
+
+def require_keras_hub(base: str) -> None:
+    """KerasHub is an extra: found (not imported, which costs seconds) before anything else is checked."""
+    if importlib.util.find_spec("keras_hub") is None:
+        raise ConfigError(
+            f"base_model={base} needs KerasHub, which is not installed; install the extra: pip install -e '.[hub]'"
+        )
 
 
 def local_folder(handle: str) -> Optional[Path]:

@@ -19,7 +19,7 @@ import pytest
 from conftest import ROOT
 
 SOURCES = ("pyproject.toml", "README.md", "conf", "src")
-COMMANDS = ("train", "extract", "predict", "compare")
+COMMANDS = ("train", "extract", "predict", "compare", "export")
 TINY = ["schedule.head.epochs=1", "schedule.fine_tune.epochs=1", "baseline.estimator=null", "trainer.verbose=0"]
 
 
@@ -56,10 +56,10 @@ def test_from_the_checkout_the_commands_read_its_conf(tmp_path):
 
 
 @pytest.mark.parametrize(("args", "message"), [
-    (["nope"], "error: unknown command 'nope'; choose one of: train, extract, predict, compare (transferlab --help)"),
+    (["nope"], "error: unknown command 'nope'; choose one of: train, extract, predict, compare, export (transferlab --help)"),
     (["train", "--bogus"], "error: unknown option '--bogus'; config values are given as key=value, and --help lists the options"),
     (["predict", "--top-k", "x"], "error: argument --top-k: invalid int value: 'x'; see transferlab-predict --help"),
-    ([], "error: no command given; choose one of: train, extract, predict, compare (transferlab --help)"),
+    ([], "error: no command given; choose one of: train, extract, predict, compare, export (transferlab --help)"),
 ])
 def test_a_bad_command_line_is_one_line_and_exit_2(tmp_path, args, message):
     result = run([sys.executable, "-m", "transferlab", *args], tmp_path, checkout_env(), timeout=120)

@@ -98,7 +98,7 @@ def _zip_folder(folder: Path, archive_path: Path) -> None:
 
 def test_the_readme_shows_commands_of_every_script():
     names = {script_and_args(c, Path("~"))[0] for _, c in COMMANDS}
-    assert {"train", "predict", "compare", "extract"} <= names
+    assert {"train", "predict", "compare", "extract", "export"} <= names
 
 
 @pytest.mark.parametrize("where,command", [c for c in COMMANDS if re.search(r"scripts/(train|extract)\.py", c[1])])

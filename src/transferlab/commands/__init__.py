@@ -22,8 +22,9 @@ if TYPE_CHECKING:
 COMMANDS: dict[str, str] = {
     "train": "train one experiment, or a sweep with -m (Hydra overrides: dataset=cats_dogs key=value ...)",
     "extract": "extract features with the frozen base and fit the scikit-learn baseline (Hydra overrides)",
-    "predict": "predict classes of images or texts with a finished run",
+    "predict": "predict classes of images or texts with a finished run or an export folder",
     "compare": "compare the runs under a folder (default: outputs)",
+    "export": "export a finished run to saved_model, onnx or litert, verified (run dir, then format=...)",
 }
 
 
@@ -73,11 +74,13 @@ class OneLineArgumentParser(argparse.ArgumentParser):
         fail(f"{message}; see {self.prog} --help")
 
 
-def run_hydra_command(task: Callable[[DictConfig], object], config_path: Path | None = None) -> None:
+def run_hydra_command(
+    task: Callable[[DictConfig], object], config_path: Path | None = None, config_name: str = "config"
+) -> None:
     """Run `task` as a `@hydra.main` app over sys.argv: overrides, -m, --help, --cfg, one-line errors."""
     import hydra
 
     from transferlab.cli import main_with_clear_errors
 
-    app = hydra.main(version_base="1.3", config_path=str(config_path or config_dir()), config_name="config")(task)
+    app = hydra.main(version_base="1.3", config_path=str(config_path or config_dir()), config_name=config_name)(task)
     main_with_clear_errors(app)

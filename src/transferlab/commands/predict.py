@@ -23,7 +23,10 @@ from transferlab.errors import ConfigError, TransferlabError, fail
 
 def parse_args(argv: list[str] | None, description: str) -> argparse.Namespace:
     parser = OneLineArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("run_dir", nargs="?", type=Path, help="a finished run directory (holds model.keras)")
+    parser.add_argument(
+        "run_dir", nargs="?", type=Path,
+        help="a finished run directory (holds model.keras), or an export folder <run>/export/<format> (holds export.json)",
+    )
     parser.add_argument(
         "inputs", nargs="+",
         help="image files or folders; for a text run: CSV/TSV/Parquet tables, text files (one text a line), or - for stdin",
@@ -50,14 +53,21 @@ def main(argv: list[str] | None = None, description: str = __doc__) -> int:
 
     import pandas as pd
 
-    from transferlab.predict.imagenet import predict_with_imagenet
-    from transferlab.predict.run import predict_with_run
+    from transferlab.export.serve import is_export_folder
 
     try:
         if args.imagenet:
+            from transferlab.predict.imagenet import predict_with_imagenet
+
             inputs = [str(p) for p in ([args.run_dir] if args.run_dir else [])] + args.inputs
             rows = predict_with_imagenet(args.imagenet, inputs, args.top_k, on_bad_file=on_bad_file or BadFilePolicy.fail)
+        elif is_export_folder(args.run_dir):  # ONNX and LiteRT exports run without TensorFlow
+            from transferlab.export.serve import predict_with_export
+
+            rows = predict_with_export(args.run_dir, args.inputs, args.top_k, args.text_column, on_bad_file)
         else:
+            from transferlab.predict.run import predict_with_run
+
             rows = predict_with_run(
                 args.run_dir, args.inputs, args.top_k, text_column=args.text_column, on_bad_file=on_bad_file
             )

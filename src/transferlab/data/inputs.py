@@ -70,15 +70,19 @@ def load_images(files: list[Path], size: tuple[int, int]) -> np.ndarray:
 class ImageBatches:
     """Loads batches of images for `in_batches`; an unreadable one stops prediction or is skipped and counted."""
 
-    def __init__(self, size: tuple[int, int], policy: BadFilePolicy, transform: Callable = lambda x: x):
-        self.size, self.policy, self.transform = size, policy, transform
+    def __init__(
+        self, size: tuple[int, int], policy: BadFilePolicy, transform: Callable = lambda x: x,
+        read: Callable[[Path, tuple[int, int]], np.ndarray] = read_image,
+    ):
+        # `read`: an export folder's prediction reads without TensorFlow (transferlab.export.serve).
+        self.size, self.policy, self.transform, self.read = size, policy, transform, read
         self.skipped: dict[Path, str] = {}
 
     def __call__(self, files: list[Path]) -> tuple[list[Path], Optional[np.ndarray]]:
         kept, pixels = [], []
         for file in files:
             try:
-                pixels.append(read_image(file, self.size))
+                pixels.append(self.read(file, self.size))
                 kept.append(file)
             except DataError as exc:
                 if self.policy is BadFilePolicy.fail:

@@ -1,0 +1,227 @@
+"""Export one run's model to one format, verified, written whole or not at all.
+
+The artifact and its export.json are written into `<run>/export/.<format>.writing`; a fresh Python
+process loads that folder with the format's own runtime (transferlab.export.verify) and runs the
+run's test split through it; only when the outputs match the Keras model's within the tolerance is the
+folder renamed to `<run>/export/<format>`. Any failure removes the partial folder (and an export/
+folder it left empty), so what exists under export/ has always been loaded back and checked.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from transferlab.atomic import write_json
+from transferlab.errors import ConfigError, DataError, ModelError, first_line
+from transferlab.export.config import ExportConfig, ExportFormat
+from transferlab.export.runtime import ARTIFACT_FILES, INSTALL_HINT
+from transferlab.reporting.model_card import CARD
+
+if TYPE_CHECKING:
+    import keras
+
+    from transferlab.config.schema import ExperimentConfig
+
+log = logging.getLogger(__name__)
+
+# Keras' name for each format, and the packages its exporter needs.
+KERAS_FORMATS = {ExportFormat.saved_model: "tf_saved_model", ExportFormat.onnx: "onnx", ExportFormat.litert: "litert"}
+EXPORTER_PACKAGES = {ExportFormat.onnx: ("tf2onnx", "onnx", "onnxruntime"), ExportFormat.litert: ("ai_edge_litert",)}
+
+
+def export_run(cfg: ExportConfig, fmt: ExportFormat) -> dict:
+    """Export, verify and record one format; returns what export.json holds."""
+    from transferlab.compat.tensorflow import import_tensorflow
+    from transferlab.predict.run import load_run
+
+    run_dir = Path(cfg.run_dir)
+    experiment = run_config(run_dir)
+    refuse_strings(experiment, fmt)  # before TensorFlow starts: a refusal costs nothing
+    check_exporter(fmt)
+    import_tensorflow()
+    run = load_run(run_dir)
+    inputs, labels = held_out_examples(experiment, run.model, cfg.max_examples)
+    expected = keras_outputs(run.model, inputs, cfg.batch_size)
+    root = run_dir / "export"
+    created_root = not root.exists()
+    tmp, final = root / f".{fmt.value}.writing", root / fmt.value
+    try:
+        shutil.rmtree(tmp, ignore_errors=True)  # a killed export's leftovers
+        tmp.mkdir(parents=True)
+        write_artifact(run.model, tmp, fmt, cfg.litert_builtins_only)
+        manifest = verify(tmp, fmt, inputs, labels, expected, cfg)
+        manifest.update(describe(run.model, run.class_names, fmt, tmp))
+        write_json(manifest, tmp / "export.json")
+        if (run_dir / CARD).is_file():  # the model card travels with the artifact
+            shutil.copy2(run_dir / CARD, tmp / CARD)
+        replace_folder(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if created_root and root.is_dir() and not any(root.iterdir()):
+            root.rmdir()
+        raise
+    log.info("%s export verified: %s (max abs diff %.2e, accuracy %.4f, %.3f ms per example)", fmt.value, final,
+             manifest["max_abs_diff"], manifest["accuracy"], manifest["latency_ms_per_example"])
+    return manifest
+
+
+def refuse_strings(experiment: "ExperimentConfig", fmt: ExportFormat) -> None:
+    """A text run's model reads raw strings; its string ops (TextVectorization, a KerasHub tokenizer)
+    do not convert to ONNX or LiteRT."""
+    from transferlab.config.schema import DatasetKind
+
+    if fmt is not ExportFormat.saved_model and experiment.dataset.kind is DatasetKind.text:
+        raise ModelError(
+            f"format={fmt.value} cannot serve this text model: it reads raw strings, and its string ops "
+            "(TextVectorization or a KerasHub preprocessor) do not convert; use format=saved_model, which serves raw strings"
+        )
+
+
+def check_exporter(fmt: ExportFormat) -> None:
+    import importlib.util
+
+    missing = [name for name in EXPORTER_PACKAGES.get(fmt, ()) if importlib.util.find_spec(name) is None]
+    if missing:
+        raise ModelError(f"format={fmt.value} needs {', '.join(missing)}, which is not installed; {INSTALL_HINT}")
+
+
+def run_config(run_dir: Path) -> "ExperimentConfig":
+    from omegaconf import OmegaConf
+
+    from transferlab.config.convert import to_experiment_config
+
+    config_path = run_dir / "config.yaml"
+    if not config_path.is_file():
+        raise ConfigError(f"'{run_dir}' is not a finished run directory (no config.yaml to rebuild its test split from); pass the folder of a completed run")
+    return to_experiment_config(OmegaConf.load(config_path))
+
+
+def held_out_examples(cfg: "ExperimentConfig", model: "keras.Model", limit: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """The run's test split rebuilt from its config as the model reads it: pixels, or raw strings."""
+    from transferlab.modalities.registry import modality_for
+
+    modality = modality_for(cfg)
+    plan = modality.plan(cfg)
+    if not len(plan.test):
+        raise DataError("the run has no test split to verify the export on; train it with dataset.test_split above 0")
+    if model.inputs[0].dtype == "string":
+        inputs, labels = np.array(plan.test.texts, dtype=str), np.array(plan.test.labels)
+    else:
+        batches = [(np.asarray(x), np.asarray(y)) for x, y in modality.pipelines(cfg, plan).test]
+        inputs, labels = np.concatenate([b[0] for b in batches]), np.concatenate([b[1] for b in batches])
+    return (inputs, labels) if limit is None else (inputs[:limit], labels[:limit])
+
+
+def keras_outputs(model: "keras.Model", inputs: np.ndarray, batch_size: int) -> np.ndarray:
+    import tensorflow as tf
+
+    from transferlab.models.saved import inference_function
+
+    forward = inference_function(model)
+    return np.concatenate([np.asarray(forward(tf.constant(inputs[i : i + batch_size])), dtype=np.float32)
+                           for i in range(0, len(inputs), batch_size)])
+
+
+def write_artifact(model: "keras.Model", folder: Path, fmt: ExportFormat, builtins_only: bool = False) -> None:
+    """Keras 3's own `model.export`; its failure (an op the converter lacks) is one line."""
+    import tensorflow as tf
+
+    target = folder / ARTIFACT_FILES[fmt.value] if fmt is not ExportFormat.saved_model else folder
+    options = {}
+    if fmt is ExportFormat.litert and builtins_only:
+        # Keras' LiteRT exporter sets converter attributes from its keyword arguments.
+        options["target_spec"] = {"supported_ops": [tf.lite.OpsSet.TFLITE_BUILTINS]}
+    try:
+        model.export(str(target), format=KERAS_FORMATS[fmt], verbose=False, **options)
+    except Exception as exc:  # the converters raise anything from ValueError to ConverterError
+        raise ModelError(
+            f"Keras cannot export this model to {fmt.value} ({type(exc).__name__}: {first_line(exc)}); "
+            "use format=saved_model, or replace the layer the converter names"
+        ) from exc
+
+
+def verify(folder: Path, fmt: ExportFormat, inputs: np.ndarray, labels: np.ndarray, expected: np.ndarray,
+           cfg: ExportConfig) -> dict:
+    """Run the artifact in a fresh process with its own runtime; refuse it if it strays past the tolerance."""
+    from transferlab.reporting.evaluation import predicted_classes
+
+    with tempfile.TemporaryDirectory(prefix="transferlab-export-") as scratch:
+        inputs_path, outputs_path = Path(scratch) / "inputs.npy", Path(scratch) / "outputs.npy"
+        np.save(inputs_path, inputs)
+        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+        result = subprocess.run(
+            [sys.executable, "-m", "transferlab.export.verify", str(folder), fmt.value, str(inputs_path),
+             str(outputs_path), str(cfg.batch_size)],
+            capture_output=True, text=True, env=env,
+        )
+        if result.returncode != 0:
+            raise ModelError(verifier_error(result.stderr, fmt))
+        measured = json.loads(result.stdout.strip().splitlines()[-1])
+        outputs = np.load(outputs_path)
+    if outputs.shape != expected.shape:
+        raise ModelError(f"the {fmt.value} artifact returns shape {outputs.shape}, the Keras model {expected.shape}; "
+                         "the export is wrong: use format=saved_model")
+    diff = float(np.max(np.abs(outputs - expected))) if len(expected) else 0.0
+    if not diff <= cfg.tolerance:
+        raise ModelError(
+            f"the {fmt.value} artifact differs from the Keras model by up to {diff:.3g} on the test split, above "
+            f"tolerance={cfg.tolerance:g}; use format=saved_model, or raise tolerance= if that difference is acceptable"
+        )
+    return {
+        "format": fmt.value,
+        "max_abs_diff": diff,
+        "tolerance": cfg.tolerance,
+        "accuracy": float(np.mean(predicted_classes(outputs) == labels)),
+        "keras_accuracy": float(np.mean(predicted_classes(expected) == labels)),
+        "examples": int(len(inputs)),
+        **measured,
+    }
+
+
+def verifier_error(stderr: str, fmt: ExportFormat) -> str:
+    """The verifier's own `error:` line, else the last line it printed (a crash of the runtime itself)."""
+    lines = [line for line in stderr.strip().splitlines() if line.strip()]
+    own = [line.removeprefix("error: ") for line in lines if line.startswith("error: ")]
+    if own:
+        return own[-1]
+    return f"the {fmt.value} runtime crashed loading the export ({lines[-1] if lines else 'no message'}); use format=saved_model"
+
+
+def describe(model: "keras.Model", class_names: list[str], fmt: ExportFormat, folder: Path) -> dict:
+    """What a serving host needs to feed the artifact, and what made it."""
+    entry = model.inputs[0]
+    return {
+        "artifact": ARTIFACT_FILES[fmt.value],
+        "size_bytes": sum(p.stat().st_size for p in folder.rglob("*") if p.is_file() and p.name not in ("export.json", CARD)),
+        "input": {"shape": list(entry.shape), "dtype": str(entry.dtype)},
+        "class_names": class_names,
+        "versions": {name: _version(name) for name in ("keras", "tensorflow", "tf2onnx", "onnxruntime", "ai-edge-litert")},
+    }
+
+
+def _version(package: str) -> str | None:
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return None
+
+
+def replace_folder(tmp: Path, final: Path) -> None:
+    """Rename the verified folder into place; a previous export is moved aside first, then removed."""
+    old = final.with_name(f".{final.name}.old")
+    shutil.rmtree(old, ignore_errors=True)
+    if final.exists():
+        os.replace(final, old)
+    os.replace(tmp, final)
+    shutil.rmtree(old, ignore_errors=True)

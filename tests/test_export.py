@@ -1,0 +1,205 @@
+"""Export for serving: each format written, reloaded in a separate process with its own runtime, and
+matched against the Keras model; prediction from an ONNX export without TensorFlow; the string-input
+refusal for ONNX and LiteRT that leaves nothing behind."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from conftest import ROOT, compose_config, tiny_overrides, write_class_images
+from test_text import sentences, text_overrides
+
+import transferlab
+
+pytest.importorskip("onnxruntime")
+pytest.importorskip("tf2onnx")
+pytest.importorskip("ai_edge_litert")
+
+EXPORT_SCRIPT = ROOT / "scripts" / "export.py"
+FORMATS = ("saved_model", "onnx", "litert")
+
+
+def run_export(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(EXPORT_SCRIPT), *args], capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def image_run(tmp_path_factory, base_weights):
+    data = write_class_images(tmp_path_factory.mktemp("export") / "shapes", 8, classes=("a", "b", "c"))
+    out = tmp_path_factory.mktemp("export_run") / "run"
+    transferlab.train(compose_config(tiny_overrides(data, out, base_weights, "schedule.fine_tune.epochs=0")))
+    return data, out
+
+
+@pytest.fixture(scope="module")
+def exported(image_run):
+    """All three formats from one command (a list for format=)."""
+    _, out = image_run
+    result = run_export(str(out), "format=[saved_model,onnx,litert]")
+    assert result.returncode == 0, result.stderr[-3000:]
+    return out
+
+
+def test_each_format_is_verified_and_recorded(exported):
+    assert sorted(p.name for p in (exported / "export").iterdir()) == sorted(FORMATS)  # no .writing left
+    for fmt in FORMATS:
+        manifest = json.loads((exported / "export" / fmt / "export.json").read_text())
+        assert manifest["format"] == fmt and manifest["size_bytes"] > 0
+        assert 0 <= manifest["max_abs_diff"] <= manifest["tolerance"] == 1e-4
+        assert manifest["accuracy"] == manifest["keras_accuracy"]
+        assert manifest["examples"] > 0 and manifest["latency_ms_per_example"] > 0
+        assert manifest["class_names"] == ["a", "b", "c"] and manifest["input"]["shape"] == [None, 16, 16, 3]
+    assert (exported / "export" / "onnx" / "model.onnx").is_file()
+    assert (exported / "export" / "litert" / "model.tflite").is_file()
+    assert (exported / "export" / "saved_model" / "saved_model.pb").is_file()
+    for fmt in FORMATS:  # the run's model card travels with every artifact
+        assert (exported / "export" / fmt / "MODEL_CARD.md").read_text() == (exported / "MODEL_CARD.md").read_text()
+
+
+def test_artifacts_reload_in_a_fresh_process_and_match_keras(exported, image_run):
+    from transferlab.data.inputs import image_files, load_images
+    from transferlab.models.saved import load_trained_model
+
+    data, out = image_run
+    images = load_images(image_files([str(data)]), (16, 16)).astype(np.float32)
+    expected = np.asarray(load_trained_model(str(out / "model.keras")).predict(images, verbose=0))
+    np.save(out.parent / "images.npy", images)
+    code = (
+        "import sys, numpy as np; from pathlib import Path; from transferlab.export.runtime import load_artifact\n"
+        f"x = np.load({str(out.parent / 'images.npy')!r}); export = Path({str(out / 'export')!r})\n"
+        f"np.savez({str(out.parent / 'outputs.npz')!r}, **{{f: load_artifact(export / f, f).predict(x) for f in {FORMATS!r}}})\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    outputs = np.load(out.parent / "outputs.npz")
+    for fmt in FORMATS:
+        assert np.max(np.abs(outputs[fmt] - expected)) < 1e-4, fmt
+
+
+def test_predict_on_an_onnx_export_does_not_import_tensorflow(exported, image_run, tmp_path):
+    data, out = image_run
+    code = (
+        "import sys; from transferlab.commands.predict import main\n"
+        f"main([{str(out / 'export' / 'onnx')!r}, {str(data)!r}, '--top-k', '1', '--csv', {str(tmp_path / 'p.csv')!r}])\n"
+        "assert 'tensorflow' not in sys.modules, 'tensorflow was imported'\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    import pandas as pd
+
+    from transferlab.predict.run import predict_with_run
+
+    with_onnx = pd.read_csv(tmp_path / "p.csv")
+    with_keras = pd.DataFrame(predict_with_run(out, [str(data)], 1))
+    assert list(with_onnx["class"]) == list(with_keras["class"])
+    assert np.allclose(with_onnx["probability"], with_keras["probability"], atol=1e-4)
+
+
+@pytest.mark.parametrize("fault", ["outputs_differ", "runtime_cannot_load"])
+def test_a_failed_verification_keeps_the_previous_export_and_leaves_no_partial(exported, monkeypatch, fault):
+    from transferlab.errors import ModelError
+    from transferlab.export import writer
+    from transferlab.export.config import ExportConfig, ExportFormat
+
+    before = (exported / "export" / "onnx" / "export.json").read_text()
+    if fault == "outputs_differ":
+        real = writer.keras_outputs
+        monkeypatch.setattr(writer, "keras_outputs", lambda *args: real(*args) + 1.0)
+        expected = "differs from the Keras model by up to 1 on the test split, above tolerance=0.0001"
+    else:
+        monkeypatch.setattr(writer, "write_artifact", lambda model, folder, *_: (folder / "model.onnx").write_bytes(b"junk"))
+        expected = "the onnx runtime cannot run the exported model"
+    with pytest.raises(ModelError, match=expected) as error:
+        writer.export_run(ExportConfig(run_dir=str(exported), format="onnx"), ExportFormat.onnx)
+    assert "\n" not in str(error.value) and "format=saved_model" in str(error.value)
+    assert (exported / "export" / "onnx" / "export.json").read_text() == before
+    assert sorted(p.name for p in (exported / "export").iterdir()) == sorted(FORMATS)
+
+
+@pytest.fixture(scope="module")
+def text_run(tmp_path_factory):
+    table = tmp_path_factory.mktemp("export_text") / "reviews.csv"
+    sentences(60).to_csv(table, index=False)
+    out = table.parent / "text_run"
+    transferlab.train(compose_config(text_overrides(
+        table, None, out, "schedule.head.epochs=1", "schedule.fine_tune.epochs=0")))
+    return out
+
+
+@pytest.mark.slow
+def test_a_string_input_model_exports_to_a_saved_model_serving_raw_strings(text_run):
+    result = run_export(str(text_run), "format=saved_model")
+    assert result.returncode == 0, result.stderr[-3000:]
+    manifest = json.loads((text_run / "export" / "saved_model" / "export.json").read_text())
+    assert manifest["input"]["dtype"] == "string" and manifest["max_abs_diff"] <= 1e-6
+    assert manifest["accuracy"] == manifest["keras_accuracy"]
+
+
+def test_a_string_input_model_to_onnx_or_litert_fails_in_one_line_leaving_nothing(text_run):
+    out = text_run
+    shutil.rmtree(out / "export", ignore_errors=True)
+    for fmt in ("onnx", "litert"):
+        result = run_export(str(out), f"format={fmt}")
+        assert result.returncode != 0
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: ") and "format=saved_model" in lines[0], result.stderr
+        assert "raw strings" in lines[0]
+        assert not (out / "export").exists()
+
+
+def test_a_format_typo_gets_the_choices_without_tensorflow(image_run):
+    _, out = image_run
+    result = run_export(str(out), "format=onxx")
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "error: format='onxx' must be one of saved_model, onnx, litert (did you mean 'onnx'?); "
+        "fix it in the config or on the command line"
+    )
+    assert not (out / "export").exists() or not (out / "export" / "onxx").exists()
+
+
+def test_help_is_fast_and_names_the_formats_without_tensorflow():
+    code = (
+        "import sys; from transferlab.commands import export\n"
+        "sys.argv = ['transferlab-export', '--help']\n"
+        "try: export.main()\n"
+        "except SystemExit as exc: print('exit', exc.code or 0)\n"
+        "print('tensorflow' in sys.modules)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.stdout.splitlines()[-2:] == ["exit 0", "False"], result.stderr[-2000:]
+    assert "saved_model (TF Serving" in result.stdout and "litert" in result.stdout
+
+
+def test_export_commands_in_the_docs_compose(tmp_path, monkeypatch):
+    from hydra import compose, initialize_config_dir
+    from test_readme import COMMANDS, script_and_args, sweep_point
+
+    from transferlab.commands.export import with_run_dir
+    from transferlab.export.config import formats
+
+    shown = [(where, c) for where, c in COMMANDS if "scripts/export.py" in c]
+    assert shown, "the docs show no export command"
+    monkeypatch.chdir(tmp_path)
+    for where, command in shown:
+        _, args = script_and_args(command, tmp_path)
+        (tmp_path / args[0]).mkdir(parents=True, exist_ok=True)
+        overrides = sweep_point(with_run_dir(args)) if "-m" in args else with_run_dir(args)
+        with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+            cfg = compose(config_name="export", overrides=overrides)
+        assert formats(cfg.format), where
+
+
+def test_resizing_without_tensorflow_matches_tf_image_resize():
+    import tensorflow as tf
+
+    from transferlab.export.serve import resize_bilinear
+
+    pixels = np.random.default_rng(0).uniform(0, 255, (20, 13, 3)).astype(np.float32)
+    for size in ((16, 16), (40, 7), (20, 13)):
+        assert np.allclose(resize_bilinear(pixels, size), tf.image.resize(pixels, size).numpy(), atol=1e-3), size

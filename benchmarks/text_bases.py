@@ -127,7 +127,7 @@ def run_method(method: str, data: list[str], args, preset: str, scratch: Path) -
         "tfidf_test_accuracy": summary.metrics["baseline/tfidf_test_accuracy"],
         "counts": summary.counts,
         "data_fingerprint": summary.data_fingerprint,
-        # As recorded: the vectors file relative to the checkout, the MiniLM folder by name.
+        # As recorded: the vectors file relative to the checkout, the MiniLM folder as <minilm> (both machine paths).
         "overrides": [o.replace(str(args.vectors), os.path.relpath(args.vectors, ROOT))
                       for o in method_overrides(method, args, "<minilm>")],
     }

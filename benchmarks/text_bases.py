@@ -2,6 +2,7 @@
 
     python benchmarks/text_bases.py            # the whole comparison (about 7 minutes on 2 cores)
     python benchmarks/text_bases.py --quick    # a smoke run: 200 sentences, one or two epochs per phase
+    python benchmarks/text_bases.py --render   # only rewrite the docs table from the recorded results
 
 On the shared labelled sentences beside the checkout (`../shared/data/sentiment/sentiment.csv`),
 with one split for every method (the same `trainer.seed` and dataset overrides, checked by the
@@ -42,6 +43,8 @@ SHARED_DATA = ROOT.parent / "shared" / "data"
 SENTENCES = SHARED_DATA / "sentiment" / "sentiment.csv"
 GLOVE = SHARED_DATA / "glove" / "glove.6B.50d.combined8390.txt"
 RESULTS = ROOT / "benchmarks" / "results" / "text_bases.json"
+DOCS = ROOT / "docs" / "benchmarks.md"
+START, END = "<!-- figures:text_bases:start -->", "<!-- figures:text_bases:end -->"
 METHODS = ("glove_bilstm", "tfidf", "minilm_head", "minilm_lora", "minilm_full")
 LABELS = {
     "glove_bilstm": "GloVe 6B 50-d, frozen, BiLSTM head (`experiment=sentiment_glove_bilstm`)",
@@ -168,9 +171,21 @@ def table(results: dict) -> str:
     return "\n".join(rows)
 
 
+def docs_block(text: str) -> str:
+    """What docs/benchmarks.md holds between its `figures:text_bases` markers."""
+    return text.split(START, 1)[1].split(END, 1)[0].strip("\n")
+
+
+def render_docs(results: dict) -> None:
+    """Rewrite the docs' table from the recorded results: no number there is typed by hand."""
+    text = DOCS.read_text()
+    DOCS.write_text(text.replace(docs_block(text), table(results)))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="a smoke run: 200 sentences, 1-2 epochs per phase, 32 tokens")
+    parser.add_argument("--render", action="store_true", help=f"only rewrite {DOCS.relative_to(ROOT)}'s table from the recorded results")
     parser.add_argument("--sentences", type=int, default=None, help="a stratified subset of this many sentences (default: all)")
     parser.add_argument("--methods", default=",".join(METHODS), help=f"comma-separated, of {', '.join(METHODS)}")
     parser.add_argument("--seed", type=int, default=42, help="trainer.seed: the split and every initialisation")
@@ -188,6 +203,9 @@ def main() -> None:
     parser.add_argument("--vectors", type=Path, default=GLOVE, help="the 50-d GloVe file")
     parser.add_argument("--output", type=Path, default=None, help=f"where to write the results (default {RESULTS.relative_to(ROOT)} for a full run)")
     args = parser.parse_args()
+    if args.render:
+        render_docs(json.loads(RESULTS.read_text()))
+        return
     if args.quick:
         args.sentences = args.sentences or 200
         args.glove_epochs = args.head_epochs = args.fine_tune_epochs = 1
@@ -245,6 +263,8 @@ def main() -> None:
         output.parent.mkdir(parents=True, exist_ok=True)
         output.write_text(json.dumps(results, indent=2, default=str) + "\n")
         print(f"\nwrote {output.relative_to(ROOT) if output.is_relative_to(ROOT) else output}")
+        if output == RESULTS:
+            render_docs(results)
 
 
 if __name__ == "__main__":

@@ -48,3 +48,15 @@ def test_the_text_bases_benchmark_runs_its_glove_and_tfidf_rows_at_a_small_scale
 def test_each_benchmark_imports_its_helpers_and_describes_itself(script):
     done = run(script, "--help")
     assert done.returncode == 0 and "usage:" in done.stdout, done.stderr[-2000:]
+
+
+def test_the_docs_text_bases_table_is_the_recorded_results():
+    """docs/benchmarks.md's text-bases table is rendered from benchmarks/results/text_bases.json, never typed."""
+    import importlib.util
+    import json
+
+    spec = importlib.util.spec_from_file_location("text_bases", BENCHMARKS / "text_bases.py")
+    text_bases = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(text_bases)
+    recorded = json.loads(text_bases.RESULTS.read_text())
+    assert text_bases.docs_block(text_bases.DOCS.read_text()) == text_bases.table(recorded)

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from transferlab.config.schema import ExperimentConfig, HeadKind
+from transferlab.config.schema import ExperimentConfig
 from transferlab.data.images import DatasetPlan
 from transferlab.errors import ConfigError
 from transferlab.modalities.base import Classifier
-from transferlab.modalities.images import ImageModality
+from transferlab.modalities.images import ImageModality, check_pool_head
 from transferlab.models.hub_presets import (
     CNN_BACKBONES,
     check_image_preset,
@@ -40,7 +40,7 @@ class HubImageModality(ImageModality):
 
     def classifier(self, cfg: ExperimentConfig, data: "SplitData") -> Classifier:
         from transferlab.models.heads import TaskSpec
-        from transferlab.models.hub_image import build_hub_image_model, has_attention
+        from transferlab.models.hub_image import build_hub_image_model
         from transferlab.models.saved import get_base
 
         task = TaskSpec(tuple(data.train_in_order.element_spec[0].shape[1:3]), len(data.class_names))
@@ -49,9 +49,8 @@ class HubImageModality(ImageModality):
         def build() -> "keras.Model":
             model = build_hub_image_model(cfg.base_model, cfg.head, task)
             # A remote preset's backbone class is known only now: still before any training.
-            backbone = get_base(model).backbone
-            if fine.lora_rank is not None and fine.epochs > 0 and not has_attention(backbone):
-                raise lora_refusal(fine.lora_rank, type(backbone).__name__)
+            if fine.lora_rank is not None and fine.epochs > 0:
+                get_base(model).check_lora(fine.lora_rank)
             return model
 
         return Classifier(task, build)
@@ -61,10 +60,7 @@ def check_hub_image_config(cfg: ExperimentConfig) -> None:
     """The extra installed, a pool head, no second pixel scaling, the preset found and an image model, LoRA
     only on a backbone with attention."""
     require_keras_hub("hub_image")
-    if cfg.head.kind is not HeadKind.pool:
-        raise ConfigError(
-            f"head.kind={cfg.head.kind.value} reads token sequences of a text dataset; use head=gap or head=mlp for images"
-        )
+    check_pool_head(cfg)
     if cfg.base_model.preprocess is not None:
         raise ConfigError(
             f"base_model.preprocess={cfg.base_model.preprocess} would scale the pixels a second time: the preset's "

@@ -89,16 +89,21 @@ class ImageModality(Modality):
 
 def check_model_config(cfg: ExperimentConfig) -> tuple[int, int]:
     """Name, weights and input size of the base, checked without building anything."""
-    if cfg.head.kind is not HeadKind.pool:
-        raise ConfigError(
-            f"head.kind={cfg.head.kind.value} reads token sequences of a text dataset; use head=gap or head=mlp for images"
-        )
+    check_pool_head(cfg)
     spec = get_base_spec(cfg.base_model.name)
     check_alpha(spec, resolve_weights(spec, cfg.base_model.weights), cfg.base_model.alpha)
     check_preprocess(cfg.base_model.preprocess)
     size = image_size(cfg)
     check_image_size(spec, size)
     return size
+
+
+def check_pool_head(cfg: ExperimentConfig) -> None:
+    """Images take a pool head: the sequence heads read a text dataset's tokens."""
+    if cfg.head.kind is not HeadKind.pool:
+        raise ConfigError(
+            f"head.kind={cfg.head.kind.value} reads token sequences of a text dataset; use head=gap or head=mlp for images"
+        )
 
 
 def image_size(cfg: ExperimentConfig) -> tuple[int, int]:

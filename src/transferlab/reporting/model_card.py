@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
 from transferlab.atomic import write_text
+from transferlab.models.hub_presets import local_folder
 
 if TYPE_CHECKING:
     from transferlab.config.schema import ExperimentConfig
@@ -165,11 +166,11 @@ def base_licence(cfg: "ExperimentConfig") -> Optional[str]:
     """The configured licence, else the one a local preset's README front matter declares."""
     if cfg.base_model.license:
         return cfg.base_model.license
-    if cfg.base_model.name not in HUB_BASES or not cfg.base_model.preset:
+    folder = local_folder(cfg.base_model.preset) if cfg.base_model.name in HUB_BASES and cfg.base_model.preset else None
+    if folder is None:
         return None
-    readme = Path(cfg.base_model.preset.removeprefix("file://")).expanduser() / "README.md"
     try:
-        found = re.search(r"^license:\s*(\S+)", readme.read_text(errors="replace")[:4000], re.M)
+        found = re.search(r"^license:\s*(\S+)", (folder / "README.md").read_text(errors="replace")[:4000], re.M)
     except OSError:
         return None
     return found.group(1) if found else None

@@ -51,7 +51,8 @@ def base_weights(tmp_path_factory) -> Path:
 
 
 def tiny_overrides(data: Path, out: Path, weights: Path | str, *extra: str) -> list[str]:
-    """A complete small experiment: the tiny folder, the digits_cnn base at 16x16, 2+2 epochs."""
+    """A complete small experiment: the tiny folder, the digits_cnn base at 16x16, 2+2 epochs (the head phase
+    trained by SGD, so its epochs, early stopping and resume are exercised; the solved head has its own tests)."""
     return [
         "dataset=image_folder",
         f"dataset.path={data}",
@@ -64,6 +65,7 @@ def tiny_overrides(data: Path, out: Path, weights: Path | str, *extra: str) -> l
         "schedule=two_phase",
         "schedule.head.epochs=2",
         "schedule.head.lr=1e-2",
+        "schedule.head.solver=sgd",
         "schedule.fine_tune.epochs=2",
         "schedule.fine_tune.lr=1e-3",
         "trainer.verbose=0",

@@ -152,10 +152,14 @@ def test_run_killed_in_fine_tuning_before_it_beat_the_head_phase_keeps_that_best
 
     resumed = cli([*args, "resume=true"], tmp_path / "runs" / "resumer", tmp_path)
     assert resumed.wait(timeout=600) == 0, resumed.stderr.read()[-3000:]
-    ours = load_trained_model(str(killed_dir / "best.keras")).get_weights()
     theirs = load_trained_model(str(head_only / "best.keras")).get_weights()
-    for a, b in zip(ours, theirs, strict=True):
-        np.testing.assert_array_equal(a, b)
+    # The resumed run also ends on that best: its final model is the head phase's, as an uninterrupted run's is.
+    for name in ("best.keras", "model.keras"):
+        ours = load_trained_model(str(killed_dir / name)).get_weights()
+        for a, b in zip(ours, theirs, strict=True):
+            np.testing.assert_array_equal(a, b)
+    summary = json.loads((killed_dir / "summary.json").read_text())
+    assert summary["model_from"]["phase"] == "head", summary["model_from"]
 
 
 def test_sigterm_stops_gracefully_and_the_run_resumes(slow_folder, base_weights, tmp_path):
@@ -247,7 +251,7 @@ def _shift(layer, by: float) -> None:
         variable.assign(variable.numpy() + by)
 
 
-def test_the_head_phase_best_is_written_only_when_fine_tuning_never_beats_it(tmp_path):
+def test_the_head_phase_best_is_written_only_when_fine_tuning_never_beats_it_and_the_run_ends_on_it(tmp_path):
     from transferlab.models.saved import load_trained_model
 
     model, best = _frozen_base_classifier(tmp_path / "best.keras")
@@ -263,14 +267,15 @@ def test_the_head_phase_best_is_written_only_when_fine_tuning_never_beats_it(tmp
     best.begin_phase(frozen_base=False, last=True)
     _shift(model.get_layer("base"), 0.5)  # fine-tuning changes the base
     best.on_epoch_end(2, {"val_loss": 1.2})
-    tuned = [w.copy() for w in model.get_weights()]
     best.on_train_end()
     written = load_trained_model(str(tmp_path / "best.keras"))
     for got, expected in zip(written.get_layer("base").get_weights() + written.get_layer("head").get_weights(),
                              pretrained + head_at_best, strict=True):
         np.testing.assert_array_equal(got, expected)
-    for got, expected in zip(model.get_weights(), tuned, strict=True):
-        np.testing.assert_array_equal(got, expected)  # the model itself goes on with its own weights
+    # LP-FT: fine-tuning that never beat the head phase leaves the model the run evaluates and saves at that best.
+    for got, expected in zip(model.get_layer("base").get_weights() + model.get_layer("head").get_weights(),
+                             pretrained + head_at_best, strict=True):
+        np.testing.assert_array_equal(got, expected)
 
 
 def test_fine_tuning_that_improves_replaces_the_pending_head_phase_best(tmp_path):

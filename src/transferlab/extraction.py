@@ -42,7 +42,8 @@ def _extract(cfg: ExperimentConfig, setup: Setup) -> dict[str, object]:
         "features": str(path),
         "counts": {key[2:]: len(value) for key, value in arrays.items() if key.startswith("y_")},
         # The baseline reuses the exported features: the base runs over each split once.
-        "metrics": {**score_baseline(cfg.baseline, *(arrays[k] for k in ("x_train", "y_train", "x_test", "y_test"))),
+        "metrics": {**score_baseline(cfg.baseline, {key[2:]: (x, arrays[f"y_{key[2:]}"]) for key, x in arrays.items()
+                                                    if key.startswith("x_")}),
                     **modality.input_baselines(setup.plan)} if fit else {},
     }
     write_json(result, run_dir / "extraction.json")

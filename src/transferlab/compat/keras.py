@@ -151,6 +151,7 @@ PRIVATE_METHODS = {
     ("keras.callbacks.ModelCheckpoint", "_should_save_model"): ("epoch", "batch", "logs", "filepath"),
     ("keras.layers.TFSMLayer", "_add_existing_weight"): ("weight",),
     ("keras.layers.TFSMLayer", "_track_variable"): ("variable",),
+    ("keras.optimizers.Optimizer", "_get_variable_index"): ("variable",),
 }
 
 

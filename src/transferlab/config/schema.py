@@ -9,104 +9,29 @@ express live in `validate`.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import Optional
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
-
-class BadFilePolicy(StrEnum):
-    fail = "fail"
-    skip = "skip"
-
-
-class Pooling(StrEnum):
-    avg = "avg"
-    max = "max"
-    flatten = "flatten"
-
-
-class OptimizerName(StrEnum):
-    adam = "adam"
-    adamw = "adamw"
-    sgd = "sgd"
-
-
-class DatasetKind(StrEnum):
-    images = "images"
-    text = "text"
-
-
-class HeadKind(StrEnum):
-    pool = "pool"
-    bilstm = "bilstm"
-    conv = "conv"
-
-
-class FeaturesFormat(StrEnum):
-    npz = "npz"
-    parquet = "parquet"
-
-
-class MonitorMode(StrEnum):
-    auto = "auto"
-    min = "min"
-    max = "max"
-
-
-class TokenPooling(StrEnum):
-    """How an encoder's token vectors become one vector: the mean over real tokens, or its pooled ([CLS]) output
-    (for a vision transformer, its class token)."""
-
-    mean = "mean"
-    pooled = "pooled"
-
-
-class Monitor(StrEnum):
-    """The metric that decides early stopping and best.keras."""
-
-    val_loss = "val_loss"
-    val_accuracy = "val_accuracy"
-    loss = "loss"
-    accuracy = "accuracy"
-
-
-class LRDecay(StrEnum):
-    """How a phase's learning rate moves after its warmup: held, or down to 0 at its last step."""
-
-    constant = "constant"
-    linear = "linear"
-    cosine = "cosine"
-
-
-class Strategy(StrEnum):
-    default = "default"
-    mirrored = "mirrored"
-    multi_worker = "multi_worker"
-    tpu = "tpu"
-
-
-class Precision(StrEnum):
-    float32 = "float32"
-    mixed_float16 = "mixed_float16"
-    mixed_bfloat16 = "mixed_bfloat16"
-
-
-# `async` is a Python keyword, so the members are named by the functional API (value = name).
-NeptuneMode = StrEnum("NeptuneMode", ["async", "sync", "offline", "debug"])
-
-
-class BaselineEstimator(StrEnum):
-    logistic_regression = "logistic_regression"
-    linear_svm = "linear_svm"
-    knn = "knn"
-
-
-class FlipMode(StrEnum):
-    horizontal = "horizontal"
-    vertical = "vertical"
-    horizontal_and_vertical = "horizontal_and_vertical"
+from transferlab.config.choices import (  # noqa: F401  the schema's types, imported from here across the package
+    BadFilePolicy,
+    BaselineEstimator,
+    DatasetKind,
+    FeaturesFormat,
+    FlipMode,
+    HeadKind,
+    HeadSolver,
+    LRDecay,
+    Monitor,
+    MonitorMode,
+    NeptuneMode,
+    OptimizerName,
+    Pooling,
+    Precision,
+    Strategy,
+    TokenPooling,
+)
 
 
 @dataclass
@@ -243,6 +168,14 @@ class HeadPhaseConfig(PhaseConfig):
     # Train the head on base features computed once instead of every epoch. null: whenever no
     # augmentation is configured; true: always (phase 1 then runs without augmentation).
     cache_features: Optional[bool] = None
+    # lbfgs: a linear head on cached features is a convex problem, solved to its optimum in one step
+    # (L2-regularised logistic regression, its strength picked on the validation split) instead of a few
+    # epochs of SGD from a random start, so fine-tuning starts from the linear probe (LP-FT); sgd: the
+    # optimizer trains it for `epochs`; auto: lbfgs wherever the head is linear on cached features.
+    solver: HeadSolver = HeadSolver.auto
+    # Inverse L2 strengths (scikit-learn's C, on standardised features) the lbfgs solver tries; the
+    # baseline's own C is always tried too, so the head never starts below the baseline on validation.
+    solver_grid: list[float] = field(default_factory=lambda: [0.001, 0.01, 0.1, 1.0, 10.0])
 
 
 @dataclass
@@ -253,6 +186,9 @@ class FineTuneConfig(PhaseConfig):
     # Train low-rank adapters of this rank in the encoder's attention instead of its weights (KerasHub
     # bases); null fine-tunes the unfrozen weights themselves.
     lora_rank: Optional[int] = None
+    # The base's learning rate as a fraction of `lr`, which the head keeps (discriminative learning
+    # rates: the pretrained features move less than the new head).
+    base_lr_scale: float = 1.0
 
 
 @dataclass
@@ -324,7 +260,6 @@ class LoggerConfig:
     mlflow: Optional[MlflowConfig] = None
 
 
-
 @dataclass
 class BaselineConfig:
     """A scikit-learn classifier on the pretrained base's pooled features, fitted before any training.
@@ -383,7 +318,6 @@ class ExperimentConfig:
 def register_configs() -> None:
     """Make the schema available to `conf/config.yaml` under the name `transferlab_schema`."""
     ConfigStore.instance().store(name="transferlab_schema", node=ExperimentConfig)
-
 
 
 def monitor_mode(cfg: ScheduleConfig) -> str:

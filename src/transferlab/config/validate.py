@@ -17,6 +17,7 @@ from transferlab.config.schema import (
     ExperimentConfig,
     HeadConfig,
     HeadKind,
+    HeadSolver,
     MonitorMode,
     OptimizerConfig,
     OptimizerName,
@@ -228,6 +229,18 @@ def _validate_optimizer_and_schedule(cfg: ExperimentConfig) -> None:
             _require(phase.patience >= 0, f"schedule.{phase_name}.patience", phase.patience, "must be >= 0 or null")
         _require(0.0 <= phase.warmup < 1.0, f"schedule.{phase_name}.warmup", phase.warmup,
                  "must be a fraction of the phase's steps in [0, 1) (0.1 is usual)")
+    _require(bool(sch.head.solver_grid) and all(math.isfinite(c) and c > 0 for c in sch.head.solver_grid),
+             "schedule.head.solver_grid", sch.head.solver_grid, "must be a non-empty list of positive C values, e.g. [0.01,0.1,1.0]")
+    _require(0 < sch.fine_tune.base_lr_scale <= 1,
+             "schedule.fine_tune.base_lr_scale", sch.fine_tune.base_lr_scale,
+             "must be in (0, 1]: the base's learning rate as a fraction of the head's (0.1 is usual, 1 the same)")
+    if sch.head.solver is HeadSolver.lbfgs:
+        _require(cfg.head.kind is HeadKind.pool and not cfg.head.hidden_units, "schedule.head.solver", "lbfgs",
+                 "solves a linear head only (head=gap: head.kind=pool, head.hidden_units=[]); "
+                 "use schedule.head.solver=sgd for this head")
+        _require(sch.head.cache_features is not False, "schedule.head.solver", "lbfgs",
+                 "solves the head on cached base features; set schedule.head.cache_features=null or true, "
+                 "or use schedule.head.solver=sgd")
     _require(
         sch.head.epochs + sch.fine_tune.epochs > 0,
         "schedule.head.epochs + schedule.fine_tune.epochs",

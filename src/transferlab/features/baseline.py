@@ -39,18 +39,16 @@ def fit_baseline(cfg: BaselineConfig, store: FeatureStore) -> dict[str, float]:
     """Fit the configured scikit-learn classifier on the frozen base's pooled training features."""
     if store.data.test is None:
         return {}
-    (x_train, y_train), (x_test, y_test) = store.get("train"), store.get("test")
-    return score_baseline(cfg, pooled(x_train), y_train, pooled(x_test), y_test)
+    splits = ["train", *(["validation"] if store.data.validation is not None else []), "test"]
+    return score_baseline(cfg, {split: (pooled(store.get(split)[0]), store.get(split)[1]) for split in splits})
 
 
-def score_baseline(cfg: BaselineConfig, x_train, y_train, x_test, y_test) -> dict[str, float]:
-    """Train and test accuracy of the configured classifier on already pooled features."""
+def score_baseline(cfg: BaselineConfig, splits: dict[str, tuple]) -> dict[str, float]:
+    """Accuracy on each split (`baseline/<split>_accuracy`) of the configured classifier fitted on the pooled
+    features of `train`: validation is what the head phase and fine-tuning are measured against."""
     start = time.perf_counter()
-    estimator = make_estimator(cfg).fit(x_train, y_train)
-    metrics = {
-        "baseline/train_accuracy": float(estimator.score(x_train, y_train)),
-        "baseline/test_accuracy": float(estimator.score(x_test, y_test)),
-    }
+    estimator = make_estimator(cfg).fit(*splits["train"])
+    metrics = {f"baseline/{split}_accuracy": float(estimator.score(x, y)) for split, (x, y) in splits.items()}
     log.info("%s on frozen base features: test accuracy %.4f (%.1fs)", cfg.estimator,
              metrics["baseline/test_accuracy"], time.perf_counter() - start)
     return metrics

@@ -1,9 +1,11 @@
-"""The learning-rate schedule a phase compiles with. It lives beside the models because every saved
-model carries its optimizer, schedule included, and must load in a process that never trained."""
+"""The learning-rate schedule a phase compiles with, and optimizers that give the base a smaller rate than
+the head. They live beside the models because every saved model carries its optimizer, schedule
+included, and must load in a process that never trained."""
 
 from __future__ import annotations
 
 import math
+from typing import Iterable
 
 import keras
 
@@ -34,3 +36,40 @@ class WarmupDecay(keras.optimizers.schedules.LearningRateSchedule):
     def get_config(self) -> dict:
         return {"peak": self.peak, "total_steps": self.total_steps, "warmup_steps": self.warmup_steps,
                 "decay": self.decay.value}
+
+
+class BaseRateScaled:
+    """Discriminative learning rates: the variables at `scaled` (indices in the trainable variables the
+    optimizer is built on, the base's) step at `base_lr_scale` times the learning rate, the head's at the
+    full rate, so fine-tuning moves the pretrained features less than the new head. Weight decay is left
+    at the full rate. Mixed into Keras' own optimizers, which call `update_step` once per variable."""
+
+    def __init__(self, *args, base_lr_scale: float = 1.0, scaled: Iterable[int] = (), **kwargs):
+        from transferlab.compat.keras import require_private_method
+
+        require_private_method("keras.optimizers.Optimizer", "_get_variable_index", "the base's learning-rate scale")
+        super().__init__(*args, **kwargs)
+        self.base_lr_scale, self.scaled = float(base_lr_scale), frozenset(int(i) for i in scaled)
+
+    def update_step(self, gradient, variable, learning_rate):
+        if self._get_variable_index(variable) in self.scaled:
+            learning_rate = learning_rate * self.base_lr_scale
+        super().update_step(gradient, variable, learning_rate)
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "base_lr_scale": self.base_lr_scale, "scaled": sorted(self.scaled)}
+
+
+@keras.saving.register_keras_serializable(package="transferlab")
+class BaseScaledAdam(BaseRateScaled, keras.optimizers.Adam):
+    pass
+
+
+@keras.saving.register_keras_serializable(package="transferlab")
+class BaseScaledAdamW(BaseRateScaled, keras.optimizers.AdamW):
+    pass
+
+
+@keras.saving.register_keras_serializable(package="transferlab")
+class BaseScaledSGD(BaseRateScaled, keras.optimizers.SGD):
+    pass

@@ -28,6 +28,9 @@ log = logging.getLogger(__name__)
 NOT_HYPERPARAMETERS = ("paths.", "logger.", "trainer.verbose", "name", "tags")
 DEFAULT_SORT = ("test/accuracy", "best/val_accuracy", "best/val_loss")
 ID_COLUMNS = ("neptune_id", "mlflow_run_id")
+# Metric columns in this order, so each run reads left to right: its linear baseline on the frozen features,
+# the head phase alone, fine-tuning, then the final model (best epoch, last epoch, test split).
+METRIC_GROUPS = ("baseline/", "head/", "fine_tune/", "best/", "final/", "test/")
 
 
 @dataclass
@@ -165,7 +168,8 @@ def comparison_table(runs: pd.DataFrame, sort_by: Optional[str] = None, ascendin
     if runs.empty:
         return runs
     sort_by = sort_by or default_sort_metric(runs)
-    metrics = sorted(c for c in runs.columns if c.startswith(("test/", "best/", "final/", "baseline/")))
+    metrics = sorted((c for c in runs.columns if c.startswith(METRIC_GROUPS)),
+                     key=lambda c: (METRIC_GROUPS.index(c.split("/", 1)[0] + "/"), c))
     if sort_by not in runs.columns:
         raise ConfigError(f"cannot sort by '{sort_by}': no run has it; use one of {', '.join(metrics) or 'run'}")
     if ascending is None:

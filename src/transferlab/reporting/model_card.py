@@ -83,18 +83,24 @@ def _procedure(summary: "RunSummary", cfg: "ExperimentConfig") -> str:
             "|---|---|---|---|---|---|---|---|"]
     for name, phase in summary.phases.items():
         settings = getattr(cfg.schedule, name)
-        trains = _what_trains(cfg) if name == "fine_tune" else "the head (base frozen)"
+        trains = _what_trains(cfg) if name == "fine_tune" else _head_training(phase)
         rows.append(f"| {name} | {phase['epochs_run']} of {settings.epochs} | {phase['lr']:g} | {settings.warmup:g}, "
                     f"{settings.decay.value} | {trains} | {phase['trainable_params']:,} | {phase['best_epoch']} | "
                     f"{phase['wall_time_s']:.1f} s |")
     opt = cfg.optimizer
     decay = f"weight decay {opt.weight_decay:g}" if opt.weight_decay else "no weight decay"
-    best = summary.metrics.get("best/epoch")
+    origin = summary.model_from
+    where = f" (epoch {origin['epoch']}, {origin['phase']} phase)" if origin else ""
     return "\n".join(["## Training procedure", "", *rows, "",
                       f"Optimizer {opt.name.value} ({decay}), batch size {cfg.dataset.batch_size}, early stopping "
-                      f"and best model on `{cfg.schedule.monitor}`, seed {summary.seed}. `model.keras` is the model at "
-                      "the end of the run (with early stopping, its phase's best epoch), which the test metrics "
-                      f"below measure; `best.keras` is the run's best epoch{f' ({best:.0f})' if best else ''}.", ""])
+                      f"and best model on `{cfg.schedule.monitor}`, seed {summary.seed}. `model.keras` and `best.keras` "
+                      f"are the run's best epoch{where}, which the test metrics below measure.", ""])
+
+
+def _head_training(phase: dict) -> str:
+    if phase.get("solver") == "lbfgs":
+        return f"the head (base frozen), solved by L-BFGS, C={phase['solver_C']:g}"
+    return "the head (base frozen)"
 
 
 def _what_trains(cfg: "ExperimentConfig") -> str:
@@ -107,7 +113,8 @@ def _what_trains(cfg: "ExperimentConfig") -> str:
 def _evaluation(summary: "RunSummary") -> str:
     metrics = summary.metrics
     lines = ["## Evaluation", "", "On the held-out test split:", "", "| metric | value |", "|---|---|"]
-    lines += [f"| {key} | {value:.4f} |" for key, value in metrics.items() if key.startswith(("test/", "baseline/"))]
+    lines += [f"| {key} | {value:.4f} |" for key, value in metrics.items()
+              if key.startswith(("test/", "baseline/", "head/test_"))]
     if summary.confusion_matrix:
         names = summary.class_names
         lines += ["", "Confusion matrix (rows: true class, columns: predicted):", "",

@@ -48,6 +48,10 @@ class RunSummary:
     skipped_files: list[str] = field(default_factory=list)
     # Tags, sweep, and each tracker's run id and URL (see Trackers.run_info).
     tracking: dict[str, object] = field(default_factory=dict)
+    # Where model.keras and the test metrics come from: the run's best epoch by schedule.monitor, and its phase.
+    model_from: dict[str, object] = field(default_factory=dict)
+    # What the run's numbers say went wrong (e.g. fine-tuning below its own baseline), one line each.
+    warnings: list[str] = field(default_factory=list)
 
     def metric(self, name: str) -> float:
         try:
@@ -82,11 +86,16 @@ def evaluate_and_save(
     modality.write_mistakes(wrong, data, run_dir)
     write_plots(run_dir / "plots", result.history, matrix, wrong, data, modality.figures(cfg, data))
     monitor, mode = cfg.schedule.monitor, monitor_mode(cfg.schedule)
+    phases = phase_summaries(result, monitor, mode)
+    metrics = {**run_metrics(result, test_metrics, monitor, mode), **phase_metrics(phases), **(baseline or {})}
+    warnings = baseline_warnings(metrics)
+    for warning in warnings:
+        log.warning(warning)
     summary = RunSummary(
         status="completed",
         run_dir=str(run_dir),
-        metrics={**run_metrics(result, test_metrics, monitor, mode), **(baseline or {})},
-        phases=phase_summaries(result, monitor, mode),
+        metrics=metrics,
+        phases=phases,
         epochs=len(result.history),
         class_names=data.class_names,
         counts=data.plan.counts(),
@@ -98,6 +107,8 @@ def evaluate_and_save(
         confusion_matrix=matrix,
         skipped_files=data.plan.skipped,
         tracking=tracking or {},
+        model_from=model_origin(result, monitor, mode),
+        warnings=warnings,
     )
     write_json(summary.to_dict(), run_dir / "summary.json")
     write_model_card(summary, cfg, data.plan, run_dir)
@@ -117,6 +128,38 @@ def phase_summaries(result: "ScheduleResult", monitor: str, mode: str) -> dict[s
             "best": _validation_metrics(best) if best else {},
         }
     return summaries
+
+
+def phase_metrics(phases: dict[str, dict]) -> dict[str, float]:
+    """Each phase's best epoch on validation and, for a phase a later one followed, its model on the test split
+    (`head/val_accuracy`, `head/test_accuracy`, ...): the head alone beside the fine-tuned model."""
+    metrics: dict[str, float] = {}
+    for name, phase in phases.items():
+        metrics.update({f"{name}/{k}": v for k, v in phase["best"].items()})
+        metrics.update({f"{name}/test_{k}": v for k, v in phase["test"].items()})
+    return metrics
+
+
+def model_origin(result: "ScheduleResult", monitor: str, mode: str) -> dict[str, object]:
+    """The epoch and phase the run's final model comes from (its best by the monitor), as summary.json says it."""
+    best = _best_row(result.history, monitor, mode)
+    if best is None:
+        return {}
+    return {"phase": best["phase"], "epoch": best["epoch"], "monitor": str(monitor), "value": best[monitor]}
+
+
+def baseline_warnings(metrics: dict[str, float]) -> list[str]:
+    """A model below its own linear baseline on validation: fine-tuning (or the head) made things worse than a
+    logistic regression on the frozen features, which a user should hear about with the likely cause."""
+    ours, theirs = metrics.get("best/val_accuracy"), metrics.get("baseline/validation_accuracy")
+    if ours is None or theirs is None or ours >= theirs:
+        return []
+    return [
+        f"the model's validation accuracy {ours:.4f} is below its own baseline's {theirs:.4f} (logistic regression "
+        "on the frozen base's features): the head phase likely stopped short of the linear probe (use "
+        "schedule.head.solver=lbfgs or auto with a linear head, or more head epochs), or fine-tuning distorted "
+        "the pretrained features (lower schedule.fine_tune.lr, or schedule.fine_tune.base_lr_scale=0.1)"
+    ]
 
 
 def run_metrics(result: "ScheduleResult", test: dict[str, float], monitor: str, mode: str) -> dict[str, float]:

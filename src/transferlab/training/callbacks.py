@@ -14,6 +14,7 @@ import numpy as np
 from transferlab.atomic import save_model, write_history
 from transferlab.compat.keras import require_private_method
 from transferlab.config.schema import ScheduleConfig, monitor_mode
+from transferlab.models.lora import pretrained_variables, without_adapter_updates
 from transferlab.models.saved import base_digest, get_base
 from transferlab.tracking.base import Trackers
 from transferlab.training.checkpoints import (
@@ -85,19 +86,19 @@ class BestModelCheckpoint(keras.callbacks.ModelCheckpoint):
     checkpoint carries `pending` until it is written, so a killed run loses nothing.
     """
 
-    def __init__(self, full_model: keras.Model, *args, pending: Optional[list] = None, **kwargs):
+    def __init__(self, full_model: keras.Model, *args, pending: Optional[list] = None,
+                 pending_base: Optional[list] = None, **kwargs):
         for method in ("_save_model", "_should_save_model"):
             require_private_method("keras.callbacks.ModelCheckpoint", method, "best.keras's deferred writes")
         super().__init__(*args, **kwargs)
-        self.full_model, self.pending = full_model, pending
-        self.pending_base: Optional[list[np.ndarray]] = None
+        self.full_model, self.pending, self.pending_base = full_model, pending, pending_base
         self.defer = self.hold = False
 
     def begin_phase(self, frozen_base: bool, last: bool) -> None:
         """Before a phase's fit: a frozen base defers writes, and holds them past the phase unless it is the last."""
         self.defer, self.hold = frozen_base, frozen_base and not last
         if not frozen_base and self.pending is not None and self.pending_base is None:
-            self.pending_base = [np.array(v) for v in get_base(self.full_model).variables]
+            self.pending_base = [np.array(v) for v in pretrained_variables(get_base(self.full_model))]
 
     def set_model(self, model: keras.Model) -> None:
         super().set_model(self.full_model)
@@ -112,25 +113,25 @@ class BestModelCheckpoint(keras.callbacks.ModelCheckpoint):
             self.pending = self.pending_base = None
 
     def on_train_end(self, logs=None) -> None:
+        # After early stopping has put back the phase's best epoch: an earlier phase's best that is still
+        # the run's best replaces it, so the model the run ends with is the one best.keras holds (LP-FT:
+        # fine-tuning that never beat the head phase on validation leaves the head phase's model).
         if not self.hold:
             self.write_pending()
 
     def write_pending(self) -> None:
-        """Write best.keras from the pending best variables, leaving the model's own as they were."""
+        """Put the pending best variables into the model and write best.keras from it."""
         if self.pending is None:
             return
         variables, values = trained_variables(self.full_model), list(self.pending)
         if self.pending_base is not None:
-            variables += get_base(self.full_model).variables
+            base = get_base(self.full_model)
+            variables += pretrained_variables(base)
             values += self.pending_base
-        current = [np.array(v) for v in variables]
+            without_adapter_updates(base.variables)
         for variable, value in zip(variables, values, strict=True):
             variable.assign(value)
-        try:
-            save_model(self.full_model, Path(self.filepath))
-        finally:
-            for variable, value in zip(variables, current, strict=True):
-                variable.assign(value)
+        save_model(self.full_model, Path(self.filepath))
         self.pending = self.pending_base = None
 
 
@@ -171,7 +172,8 @@ class EpochCheckpointer(keras.callbacks.Callback):
 class PhaseCallbacks:
     """The callbacks of every phase. The history recorder, best-model checkpoint and epoch checkpointer
     are one each for the whole run, so best.keras is the best epoch of both phases; early stopping
-    is per phase, restored mid-phase from the checkpoint."""
+    is per phase, restored mid-phase from the checkpoint. At its end a phase's weights are those of its
+    best epoch, and the last phase's those of the run's best, which is the model evaluated and saved."""
 
     def __init__(self, model: keras.Model, cfg: ScheduleConfig, trackers: Trackers, run_dir: Path,
                  state: ScheduleState, resume_from: Optional[Checkpoint]):
@@ -180,8 +182,11 @@ class PhaseCallbacks:
         self.best = BestModelCheckpoint(
             model, run_dir / "best.keras", monitor=str(cfg.monitor), mode=monitor_mode(cfg), save_best_only=True,
             initial_value_threshold=state.best_value, pending=pending_best(resume_from),
+            pending_base=resume_from.pending_base if resume_from else None,
         )
         self.checkpointer = EpochCheckpointer(run_dir / "checkpoints", model, state, self.best)
+        # A resumed fine-tune whose head-phase best is still pending names the base that best was found on.
+        self.checkpointer.base_sha256 = resume_from.base_sha256 if resume_from else None
 
     def for_phase(self, phase: Phase, last: bool, resuming: bool) -> list[keras.callbacks.Callback]:
         """The phase's callbacks in the order they must run: the checkpointer last, after every other's update."""
@@ -189,13 +194,14 @@ class PhaseCallbacks:
         self.recorder.phase = phase
         early_stop = self._early_stopping(phase, resuming)
         self.checkpointer.early_stop = early_stop
-        return [self.recorder, self.best, keras.callbacks.TerminateOnNaN(), *filter(None, [early_stop]), self.checkpointer]
+        return [self.recorder, keras.callbacks.TerminateOnNaN(), early_stop, self.best, self.checkpointer]
 
-    def _early_stopping(self, phase: Phase, resuming: bool) -> Optional[ResumableEarlyStopping]:
-        if phase.patience is None:
-            return None
+    def _early_stopping(self, phase: Phase, resuming: bool) -> ResumableEarlyStopping:
+        """Every phase ends on its best epoch (the next starts from it; LP-FT fine-tunes from the best head),
+        and stops early only with a patience."""
         return ResumableEarlyStopping(
-            monitor=str(self.cfg.monitor), mode=monitor_mode(self.cfg), patience=phase.patience, restore_best_weights=True,
+            monitor=str(self.cfg.monitor), mode=monitor_mode(self.cfg), patience=phase.epochs if phase.patience is None else phase.patience,
+            restore_best_weights=True,
             saved=self.state.early_stopping if resuming else None,
             saved_weights=self.resume_from.early_stopping_weights() if resuming else None,
         )
@@ -209,9 +215,10 @@ class PhaseCallbacks:
 
 
 def pending_best(checkpoint: Optional[Checkpoint]) -> Optional[list]:
-    """The head-phase best a frozen-base checkpoint still carries, to be written when it is due.
+    """The head-phase best a checkpoint still carries, to be written (again) when it is due, and kept in the
+    model if nothing beats it.
 
     A full-model checkpoint's pending best needs the pretrained base rebuilt from the config, so the
-    recipe writes it before resuming (`Checkpoint.write_pending_best`); both cases start here.
+    recipe writes it before resuming (`Checkpoint.write_pending_best`), which keeps that base's weights.
     """
-    return checkpoint.arrays(BEST_PENDING) if checkpoint and checkpoint.frozen_base else None
+    return checkpoint.arrays(BEST_PENDING) if checkpoint else None

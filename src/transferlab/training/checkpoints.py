@@ -35,7 +35,7 @@ import numpy as np
 
 from transferlab.atomic import name_the_file, save_model
 from transferlab.errors import CheckpointError, ModelError, first_line
-from transferlab.models.lora import LORA_FACTORS, is_lora_factor
+from transferlab.models.lora import adapter_variables, pretrained_variables
 
 if TYPE_CHECKING:
     import keras
@@ -90,10 +90,17 @@ class Checkpoint:
     rng: dict  # rng.json: Python's and NumPy's generator states
     stored: dict[str, list[np.ndarray]]  # every `.npz` of the folder, by file name
     model: Optional["keras.Model"] = None  # model.keras, loaded; None in a frozen-base checkpoint
+    pending_base: Optional[list[np.ndarray]] = None  # the pretrained base of a pending best, once it was rebuilt
 
     @property
     def frozen_base(self) -> bool:
         return TRAINED in self.stored
+
+    @property
+    def base_sha256(self) -> Optional[str]:
+        """The digest of the base a frozen-base checkpoint, or its pending best, was trained on."""
+        path = self.folder / BASE_DIGEST
+        return path.read_text() if path.is_file() else None
 
     def resumed_model(self, build: Callable[[], "keras.Model"], best_path: Path) -> "keras.Model":
         """The model to continue training; a pending best.keras the killed run owed is written first."""
@@ -124,13 +131,15 @@ class Checkpoint:
         model = self._rebuilt(build)
         _assign(trained_variables(model), pending)
         save_model(model, path)
+        # The base that best was found with, for the resumed run to end on that model if fine-tuning never beats it.
+        self.pending_base = [np.array(v) for v in pretrained_variables(model.get_layer(BASE_LAYER))]
 
     def _rebuilt(self, build: Callable[[], "keras.Model"]) -> "keras.Model":
         """The model built from the config, refused unless its base is the one the checkpoint was trained on."""
         model = build()
         from transferlab.models.saved import base_digest
 
-        if base_digest(model) != (self.folder / BASE_DIGEST).read_text():
+        if base_digest(model) != self.base_sha256:
             raise ModelError(
                 "the base rebuilt from the config has other weights than the checkpoint was trained on "
                 "(was the weights file replaced?); restore it, or start a new run without resume"
@@ -170,14 +179,6 @@ def trained_variables(model: "keras.Model") -> list:
     """The model's variables outside the base: all that changes while the base is frozen."""
     frozen = {id(v) for v in model.get_layer(BASE_LAYER).variables}
     return [v for v in model.variables if id(v) not in frozen]
-
-
-def adapter_variables(model: "keras.Model") -> list:
-    """Every LoRA-adapted layer's kernel and factors: model.keras stores only their merged sum (and
-    zeroes the factors on load), from which training the factors on would not be the same run."""
-    adapted = {v.path.rsplit("/", 1)[0] for v in model.variables if is_lora_factor(v)}
-    names = ("kernel", *LORA_FACTORS)
-    return [v for v in model.variables if v.path.rsplit("/", 1)[0] in adapted and v.path.rsplit("/", 1)[-1] in names]
 
 
 def save_checkpoint(

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import keras
 
 from transferlab.config.schema import LRDecay, OptimizerConfig, OptimizerName
 from transferlab.models.heads import TaskSpec
-from transferlab.models.learning_rate import WarmupDecay
+from transferlab.models.learning_rate import BaseScaledAdam, BaseScaledAdamW, BaseScaledSGD, WarmupDecay
+
+PLAIN = {OptimizerName.adam: keras.optimizers.Adam, OptimizerName.adamw: keras.optimizers.AdamW,
+         OptimizerName.sgd: keras.optimizers.SGD}
+SCALED = {OptimizerName.adam: BaseScaledAdam, OptimizerName.adamw: BaseScaledAdamW, OptimizerName.sgd: BaseScaledSGD}
 
 
 def phase_learning_rate(lr: float, warmup: float, decay: LRDecay, steps: int) -> float | WarmupDecay:
@@ -16,15 +22,18 @@ def phase_learning_rate(lr: float, warmup: float, decay: LRDecay, steps: int) ->
     return WarmupDecay(lr, steps, round(warmup * steps), decay.value)
 
 
-def make_optimizer(cfg: OptimizerConfig, lr: float | WarmupDecay) -> keras.optimizers.Optimizer:
+def make_optimizer(cfg: OptimizerConfig, lr: float | WarmupDecay, scaled: Sequence[int] = (),
+                   base_lr_scale: float = 1.0) -> keras.optimizers.Optimizer:
+    """The configured optimizer; with `scaled` trainable-variable indices and a `base_lr_scale` below 1, one that
+    steps those (the base's) at that fraction of the rate."""
     common = {"learning_rate": lr, "clipnorm": cfg.clipnorm}
     if cfg.weight_decay is not None:
         common["weight_decay"] = cfg.weight_decay
-    if cfg.name is OptimizerName.adam:
-        return keras.optimizers.Adam(**common)
-    if cfg.name is OptimizerName.adamw:
-        return keras.optimizers.AdamW(**common)
-    return keras.optimizers.SGD(momentum=cfg.momentum, nesterov=cfg.nesterov, **common)
+    if cfg.name is OptimizerName.sgd:
+        common.update(momentum=cfg.momentum, nesterov=cfg.nesterov)
+    if scaled and base_lr_scale != 1.0:
+        return SCALED[cfg.name](base_lr_scale=base_lr_scale, scaled=scaled, **common)
+    return PLAIN[cfg.name](**common)
 
 
 def compile_model(

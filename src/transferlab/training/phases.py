@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Iterator, Optional
 
 import keras
 
-from transferlab.config.schema import FineTuneConfig, HeadPhaseConfig, LRDecay, ScheduleConfig
+from transferlab.config.schema import FineTuneConfig, HeadPhaseConfig, HeadSolver, LRDecay, ScheduleConfig
 from transferlab.errors import ConfigError
 from transferlab.models.saved import get_base
 
@@ -27,6 +27,8 @@ class Phase:
     lora_rank: Optional[int] = None  # train adapters of this rank instead of the unfrozen weights
     warmup: float = 0.0  # fraction of the phase's steps the learning rate rises over
     decay: LRDecay = LRDecay.constant
+    solver: HeadSolver = HeadSolver.sgd  # lbfgs: the head solved in one step on cached features (its one epoch)
+    base_lr_scale: float = 1.0  # the base's learning rate as a fraction of `lr`
 
     @property
     def scheduled(self) -> bool:
@@ -44,6 +46,11 @@ class PhaseResult:
     stopped_early: bool
     trainable_params: int
     feature_extraction_s: float = 0.0  # the one pass of the frozen base when phase 1 trains on cached features
+    solver: str = HeadSolver.sgd.value
+    solver_C: Optional[float] = None  # the lbfgs solver's chosen inverse L2 strength
+    # The phase's best weights on the test split, measured when a later phase follows (the last phase's
+    # are the run's test metrics): what the head alone scored before fine-tuning.
+    test: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -52,20 +59,39 @@ class ScheduleResult:
     history: list[dict]  # one row per epoch: epoch, phase, lr, train and validation metrics
 
 
-def plan_phases(cfg: ScheduleConfig, cache_by_default: bool = True) -> list[Phase]:
+def plan_phases(cfg: ScheduleConfig, cache_by_default: bool = True, linear_head: bool = False) -> list[Phase]:
     """The phases that will run; a phase with 0 epochs is left out.
 
     `cache_features: null` caches when `cache_by_default`: for image bases without augmentation.
+    `solver: auto` solves the head (one epoch) when it is linear on cached features (`linear_head`).
     """
     head: HeadPhaseConfig = cfg.head
     fine: FineTuneConfig = cfg.fine_tune
     cache = head.cache_features if head.cache_features is not None else cache_by_default
+    solver = _head_solver(head.solver, cache, linear_head)
     phases = [
-        Phase(HEAD, head.epochs, head.lr, head.patience, cache_features=cache, warmup=head.warmup, decay=head.decay),
+        Phase(HEAD, 1 if solver is HeadSolver.lbfgs and head.epochs > 0 else head.epochs, head.lr, head.patience,
+              cache_features=cache, warmup=head.warmup, decay=head.decay, solver=solver),
         Phase(FINE_TUNE, fine.epochs, fine.lr, fine.patience, unfreeze=fine.unfreeze, lora_rank=fine.lora_rank,
-              warmup=fine.warmup, decay=fine.decay),
+              warmup=fine.warmup, decay=fine.decay, base_lr_scale=fine.base_lr_scale),
     ]
     return [p for p in phases if p.epochs > 0]
+
+
+def _head_solver(solver: HeadSolver, cache: bool, linear_head: bool) -> HeadSolver:
+    if solver is HeadSolver.auto:
+        return HeadSolver.lbfgs if cache and linear_head else HeadSolver.sgd
+    if solver is HeadSolver.lbfgs and not cache:
+        raise ConfigError(
+            "schedule.head.solver=lbfgs solves the head on cached base features, but this head phase runs on the "
+            "inputs (augmentation is on, or schedule.head.cache_features=false); use schedule.head.solver=sgd"
+        )
+    if solver is HeadSolver.lbfgs and not linear_head:
+        raise ConfigError(
+            "schedule.head.solver=lbfgs solves a linear head on feature vectors, and this base's features are not "
+            "vectors the head maps linearly (token sequences, or hidden layers); use schedule.head.solver=sgd"
+        )
+    return solver
 
 
 def check_unfreeze(model: keras.Model, cfg: ScheduleConfig) -> None:
@@ -139,6 +165,12 @@ def set_trainable_for_phase(model: keras.Model, phase: Phase) -> None:
     for layer in _all_layers(base):
         if isinstance(layer, keras.layers.BatchNormalization):
             layer.trainable = False
+
+
+def base_variable_indices(model: keras.Model) -> list[int]:
+    """Positions of the base's variables among the model's trainable ones: those a base learning-rate scale slows."""
+    in_base = {id(v) for v in get_base(model).trainable_variables}
+    return [i for i, v in enumerate(model.trainable_variables) if id(v) in in_base]
 
 
 def _all_layers(model: keras.Model) -> Iterator[keras.layers.Layer]:

@@ -87,7 +87,7 @@ def run_experiment(cfg: ExperimentConfig, setup: Setup, distribution: Distributi
             # Phase 1 trains the head on the frozen base; phase 2 fine-tunes at a low learning rate.
             result = run_schedule(ScheduleRun(
                 model, data, classifier.task, features, cfg.schedule, cfg.optimizer, trackers, run_dir,
-                resume_from=checkpoint, cache_by_default=modality.caches_head_features(cfg),
+                baseline=cfg.baseline, resume_from=checkpoint, cache_by_default=modality.caches_head_features(cfg),
                 jit_compile=cfg.trainer.jit_compile, verbose=cfg.trainer.verbose,
             ))
             # Equal on every worker of a synchronous cluster; each logs its own, the chief also records it.

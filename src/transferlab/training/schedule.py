@@ -18,13 +18,13 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Optional
 
 import keras
 
-from transferlab.config.schema import OptimizerConfig, ScheduleConfig
+from transferlab.config.schema import BaselineConfig, HeadSolver, OptimizerConfig, ScheduleConfig
 from transferlab.data.splits import SplitData
 from transferlab.errors import TrainingError
 from transferlab.features.store import FeatureStore, cached_feature_data, split_model
@@ -32,16 +32,20 @@ from transferlab.models.heads import TaskSpec
 from transferlab.tracking.base import Trackers
 from transferlab.training.callbacks import PhaseCallbacks
 from transferlab.training.checkpoints import Checkpoint, ScheduleState
-from transferlab.training.optimizers import compile_model, phase_learning_rate
+from transferlab.training.head_solver import linear_output, probe_grid, solve_linear_head
+from transferlab.training.optimizers import compile_model, make_optimizer, phase_learning_rate
 from transferlab.training.phases import (
     Phase,
     PhaseResult,
     ScheduleResult,
+    base_variable_indices,
     plan_phases,
     set_trainable_for_phase,
 )
 
 log = logging.getLogger(__name__)
+
+SOLVER_C = "solver_C"  # the history column of the inverse L2 strength the head's solver chose
 
 
 @dataclass
@@ -56,6 +60,7 @@ class ScheduleRun:
     optimizer: OptimizerConfig
     trackers: Trackers
     run_dir: Path
+    baseline: BaselineConfig = field(default_factory=BaselineConfig)  # its C is one the head's solver tries
     resume_from: Optional[Checkpoint] = None
     cache_by_default: bool = True  # whether the head phase caches base features unless the config says
     jit_compile: bool = False
@@ -73,18 +78,26 @@ def run_schedule(run: ScheduleRun) -> ScheduleResult:
     if resume_from:
         resume_from.restore_rng(model)
     callbacks = PhaseCallbacks(model, run.schedule, run.trackers, run.run_dir, state, resume_from)
-    phases = [p for p in plan_phases(run.schedule, run.cache_by_default) if p.name not in state.finished_phases]
+    planned = plan_phases(run.schedule, run.cache_by_default, linear_head=linear_output(split_model(model)[1]) is not None)
+    phases = [p for p in planned if p.name not in state.finished_phases]
     try:
         for phase in phases:
+            last = phase is phases[-1]
             resuming = _enter_phase(model, phase, state, run.optimizer, run.task, resume_from, run.data.steps_per_epoch,
                                     run.jit_compile)
-            phase_callbacks = callbacks.for_phase(phase, last=phase is phases[-1], resuming=resuming)
+            phase_callbacks = callbacks.for_phase(phase, last=last, resuming=resuming)
             started, resumed_at = time.perf_counter(), state.epoch
             fit_model, fit_data, extraction_s = _what_to_fit(model, run.data, phase, run.task, run.features)
-            _fit(fit_model, fit_data, state, phase, phase_callbacks, run.verbose)
+            if phase.solver is HeadSolver.lbfgs:
+                _solve(fit_model, run.features, state, phase, phase_callbacks, run.schedule.head.solver_grid, run.baseline)
+            else:
+                _fit(fit_model, fit_data, state, phase, phase_callbacks, run.verbose)
             state.finished_phases.append(phase.name)
             elapsed_s = time.perf_counter() - started
-            state.phase_results.append(asdict(_phase_result(phase, state, model, extraction_s, elapsed_s, resumed_at)))
+            result = _phase_result(phase, state, model, extraction_s, elapsed_s, resumed_at)
+            # The run's own test metrics cover the last phase; an earlier one's are kept to set beside them.
+            result.test = {} if last else _test_metrics(fit_model, run.data, phase, run.features)
+            state.phase_results.append(asdict(result))
             callbacks.checkpointer.save()
     except BaseException:
         callbacks.keep_best_after_failure()
@@ -110,6 +123,38 @@ def _fit(model: keras.Model, data: SplitData, state: ScheduleState, phase: Phase
     _raise_if_diverged(state.history, phase)
 
 
+def _solve(head: keras.Model, features: FeatureStore, state: ScheduleState, phase: Phase, callbacks: list,
+           grid: list[float], baseline: BaselineConfig) -> None:
+    """The head phase as one epoch of the L-BFGS linear probe, recorded through the phase's callbacks like a
+    trained epoch (history, trackers, best model, checkpoint); a resumed run whose solve was checkpointed keeps it."""
+    if state.epoch > state.phase_first_epoch:
+        return
+    validation = features.get("validation") if features.data.validation is not None else None
+    callback_list = keras.callbacks.CallbackList(callbacks, model=head)
+    callback_list.on_train_begin()
+    callback_list.on_epoch_begin(state.epoch)
+    probe = solve_linear_head(head, features.get("train"), validation, probe_grid(grid, baseline))
+    logs = _evaluate(head, *features.get("train"))
+    if validation is not None:
+        logs.update({f"val_{k}": v for k, v in _evaluate(head, *validation).items()})
+    log.info("head solved by L-BFGS: C=%g of %s, validation accuracy %s", probe.C, grid,
+             "n/a" if probe.validation_accuracy is None else f"{probe.validation_accuracy:.4f}")
+    callback_list.on_epoch_end(state.epoch, {**logs, SOLVER_C: probe.C})
+    callback_list.on_train_end()
+
+
+def _evaluate(model: keras.Model, x, y=None) -> dict[str, float]:
+    """The compiled loss and accuracy, as fit's logs name them."""
+    return {k: float(v) for k, v in model.evaluate(x, y, verbose=0, return_dict=True).items()}
+
+
+def _test_metrics(fit_model: keras.Model, data: SplitData, phase: Phase, features: FeatureStore) -> dict[str, float]:
+    """The phase's model on the test split: the head on its cached test features, or the model on the test batches."""
+    if data.test is None:
+        return {}
+    return _evaluate(fit_model, *features.get("test")) if phase.cache_features else _evaluate(fit_model, data.test)
+
+
 def _enter_phase(
     model: keras.Model, phase: Phase, state: ScheduleState, optimizer: OptimizerConfig, task: TaskSpec,
     resume_from: Optional[Checkpoint], steps_per_epoch: int, jit_compile: bool = False,
@@ -124,7 +169,8 @@ def _enter_phase(
         state.start_phase(phase.name)
     set_trainable_for_phase(model, phase)
     lr = phase_learning_rate(phase.lr, phase.warmup, phase.decay, phase.epochs * steps_per_epoch)
-    compile_model(model, optimizer, lr, task, jit_compile)
+    compile_model(model, make_optimizer(optimizer, lr, base_variable_indices(model), phase.base_lr_scale), lr, task,
+                  jit_compile)
     if resuming:
         resume_from.restore_optimizer(model)
     return resuming
@@ -162,6 +208,7 @@ def _phase_result(
     plus the epoch times of a process that ran part of it before a resume."""
     rows = [r for r in state.history if r["phase"] == phase.name]
     earlier_s = sum(r["epoch_time_s"] for r in rows if r["epoch"] <= resumed_at)
+    chosen_c = [r[SOLVER_C] for r in rows if SOLVER_C in r]
     return PhaseResult(
         name=phase.name,
         first_epoch=state.phase_first_epoch + 1,
@@ -171,6 +218,8 @@ def _phase_result(
         stopped_early=bool(state.early_stopping.get("stopped_epoch")),
         trainable_params=sum(int(math.prod(w.shape)) for w in model.trainable_weights),
         feature_extraction_s=extraction_s,
+        solver=phase.solver.value,
+        solver_C=chosen_c[-1] if chosen_c else None,
     )
 
 

@@ -77,7 +77,7 @@ def run_arm(preset: str, arm: str, overrides: list[str], scratch: Path) -> dict:
     return {
         "preset": preset, "arm": arm, "solver": summary.phases["head"]["solver"],
         "baseline": {"val": m.get("baseline/validation_accuracy"), "test": m.get("baseline/test_accuracy")},
-        "head": {"val": m.get("head/val_accuracy"), "test": m.get("head/test_accuracy"),
+        "head": {"val": m.get("head/best_val_accuracy"), "test": m.get("head/test_accuracy"),
                  "epochs": summary.phases["head"]["epochs_run"], "wall_time_s": round(summary.phases["head"]["wall_time_s"], 1)},
         "final": {"val": m.get("best/val_accuracy"), "test": m.get("test/accuracy"), **summary.model_from},
         "wall_time_s": round(wall, 1), "counts": summary.counts, "warnings": summary.warnings,

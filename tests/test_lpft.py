@@ -121,8 +121,8 @@ def test_the_default_head_phase_is_one_solved_epoch_that_reaches_the_baseline(so
     assert head["solver_C"] == history["solver_C"][0] and head["solver_C"] in (0.001, 0.01, 0.1, 1.0, 10.0)
     # The baseline is one of the fits the solver chose among: the head starts at least as good on validation.
     metrics = summary.metrics
-    assert metrics["head/val_accuracy"] >= metrics["baseline/validation_accuracy"] - 1e-6, metrics
-    assert {"head/test_accuracy", "head/test_loss", "fine_tune/val_accuracy", "baseline/test_accuracy"} <= set(metrics)
+    assert metrics["head/best_val_accuracy"] >= metrics["baseline/validation_accuracy"] - 1e-6, metrics
+    assert {"head/test_accuracy", "head/test_loss", "fine_tune/best_val_accuracy", "baseline/test_accuracy"} <= set(metrics)
 
 
 def test_the_run_ends_on_its_best_epoch_and_says_which(solved_run):
@@ -204,8 +204,8 @@ def test_on_real_photos_the_head_reaches_the_baseline_and_fine_tuning_keeps_it(t
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads((out / "summary.json").read_text())
     metrics = summary["metrics"]
-    assert metrics["head/val_accuracy"] >= metrics["baseline/validation_accuracy"] - 0.02, metrics
-    assert metrics["best/val_accuracy"] >= metrics["head/val_accuracy"], metrics
+    assert metrics["head/best_val_accuracy"] >= metrics["baseline/validation_accuracy"] - 0.02, metrics
+    assert metrics["best/val_accuracy"] >= metrics["head/best_val_accuracy"], metrics
     assert metrics["best/val_accuracy"] >= metrics["baseline/validation_accuracy"], metrics
     assert summary["warnings"] == []
 

@@ -132,10 +132,11 @@ def phase_summaries(result: "ScheduleResult", monitor: str, mode: str) -> dict[s
 
 def phase_metrics(phases: dict[str, dict]) -> dict[str, float]:
     """Each phase's best epoch on validation and, for a phase a later one followed, its model on the test split
-    (`head/val_accuracy`, `head/test_accuracy`, ...): the head alone beside the fine-tuned model."""
+    (`head/best_val_accuracy`, `head/test_accuracy`, ...: the head alone beside the fine-tuned model); not
+    `head/val_accuracy`, which names the per-epoch series the trackers get."""
     metrics: dict[str, float] = {}
     for name, phase in phases.items():
-        metrics.update({f"{name}/{k}": v for k, v in phase["best"].items()})
+        metrics.update({f"{name}/best_{k}": v for k, v in phase["best"].items()})
         metrics.update({f"{name}/test_{k}": v for k, v in phase["test"].items()})
     return metrics
 

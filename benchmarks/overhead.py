@@ -12,8 +12,12 @@
 Data and base: the shared cats_dogs photos and MobileNet (alpha 0.25) with its real ImageNet
 weights when `../shared/data/` is beside the checkout, else generated photos and random weights.
 
-    python benchmarks/overhead.py [--head-epochs 3] [--fine-tune-epochs 2] [--size 224] [--repeats 3]
+    python benchmarks/overhead.py                   # as documented: writes benchmarks/results/overhead.json and the docs
+    python benchmarks/overhead.py --startup-only    # only the start-up (printed, not recorded)
+    python benchmarks/overhead.py --render          # only rewrite the docs from the record
 """
+
+from __future__ import annotations
 
 import argparse
 import os
@@ -22,9 +26,11 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 from phase1 import write_photos
+from records import add_render_option, documented, measured_by, render_docs, save, stamp
 from timing import timed_command
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -77,7 +83,22 @@ def generated_photos(folder: Path, n: int = 400) -> Path:
     return write_photos(folder, n, 160)
 
 
-def compare_runs(args, tmp: Path, env: dict) -> None:
+VARIANTS = {  # what each train.py run adds to the plain script's settings
+    "images_no_logger": ["schedule.head.cache_features=false", "logger=none"],
+    "images_tensorboard": ["schedule.head.cache_features=false"],
+    "default": [],
+}
+LABELS = {
+    "plain": "plain Keras script (keras.io recipe)",
+    "images_no_logger": "`train.py`, phase 1 on images (`schedule.head.cache_features=false`), `logger=none`",
+    "images_tensorboard": "`train.py`, phase 1 on images, TensorBoard",
+    "default": "`train.py` as configured by default (cached phase 1), TensorBoard",
+}
+TARGET = 1.10  # train.py at most this many times the plain script's wall time
+
+
+def compare_runs(args: argparse.Namespace, tmp: Path, env: dict) -> dict:
+    """Seconds of the plain script and of each train.py variant, each a fresh process, in that order."""
     real = CATS_DOGS.is_dir() and MOBILENET_WEIGHTS.is_file()
     if real:
         (tmp / "keras_home" / "models").mkdir(parents=True)
@@ -87,37 +108,60 @@ def compare_runs(args, tmp: Path, env: dict) -> None:
     weights = "imagenet" if real else "null"
     plain_weights = "imagenet" if real else "None"
     (tmp / "plain").mkdir()
-    plain = timed_command([sys.executable, __file__, "--plain", str(data), str(args.size), str(args.head_epochs),
-                   str(args.fine_tune_epochs), plain_weights], {**env, "PLAIN_OUT": str(tmp / "plain")}, tmp)
-    variants = {
-        "train.py, phase 1 on images, logger=none": ["schedule.head.cache_features=false", "logger=none"],
-        "train.py, phase 1 on images, TensorBoard": ["schedule.head.cache_features=false"],
-        "train.py as configured by default (cached phase 1), TensorBoard": [],
-    }
-    print(f"{args.head_epochs} + {args.fine_tune_epochs} epochs, MobileNet 0.25 "
-          f"({'ImageNet weights, cats_dogs photos' if real else 'random weights, generated photos'}), {args.size}x{args.size}, "
-          f"batch {BATCH_SIZE}, each run a fresh process")
-    print(f"  plain Keras script (keras.io recipe)                             : {plain:7.1f} s")
-    for i, (name, extra) in enumerate(variants.items()):
-        out = tmp / f"run{i}"
-        seconds = timed_command([sys.executable, str(TRAIN), *train_overrides(data, args.size, args, weights, out), *extra], env, tmp)
-        print(f"  {name:<65}: {seconds:7.1f} s  = {seconds / plain:.2f}x plain (target <= 1.10x)")
+    seconds = {"plain": timed_command([sys.executable, __file__, "--plain", str(data), str(args.size), str(args.head_epochs),
+                                       str(args.fine_tune_epochs), plain_weights], {**env, "PLAIN_OUT": str(tmp / "plain")}, tmp)}
+    for name, extra in VARIANTS.items():
+        out = tmp / name
+        seconds[name] = timed_command([sys.executable, str(TRAIN), *train_overrides(data, args.size, args, weights, out), *extra],
+                                      env, tmp)
+    return {"real_data": real, "head_epochs": args.head_epochs, "fine_tune_epochs": args.fine_tune_epochs,
+            "size": args.size, "batch_size": BATCH_SIZE, "seconds": seconds}
 
 
-def cli_startup(args, tmp: Path, env: dict) -> None:
-    """Median wall time of `--help` and `--cfg job`, and whether either imports TensorFlow."""
-    print(f"train.py start-up, median of {args.repeats} runs")
+def cli_startup(args: argparse.Namespace, tmp: Path, env: dict) -> dict:
+    """Each command's wall times, and whether train.py's imports TensorFlow."""
     probe = ("import runpy, sys; sys.argv = [sys.argv[1], *sys.argv[2:]]\n"
              "try: runpy.run_path(sys.argv[0], run_name='__main__')\n"
              "except SystemExit: pass\n"
              "print('tensorflow' in sys.modules, file=sys.stderr)")
+    found = {}
     for flags in (["--help"], ["--cfg", "job"]):
         times = [timed_command([sys.executable, str(TRAIN), *flags], env, tmp) for _ in range(args.repeats)]
         imported = subprocess.run([sys.executable, "-c", probe, str(TRAIN), *flags], env=env, cwd=tmp,
                                   capture_output=True, text=True).stderr.strip().splitlines()[-1]
-        print(f"  train.py {' '.join(flags):<10}: {statistics.median(times):5.2f} s   imports TensorFlow: {imported}")
-    bare = [timed_command([sys.executable, "-c", "import tensorflow"], env, tmp) for _ in range(args.repeats)]
-    print(f"  (for scale: python -c 'import tensorflow': {statistics.median(bare):5.2f} s)")
+        found[" ".join(flags)] = {"seconds": times, "imports_tensorflow": imported == "True"}
+    found["import tensorflow"] = {"seconds": [timed_command([sys.executable, "-c", "import tensorflow"], env, tmp)
+                                              for _ in range(args.repeats)]}
+    return found
+
+
+def render(record: dict) -> dict[str, str]:
+    """docs/benchmarks.md's overhead table and start-up sentence (the table, which says on what, only when the runs were measured)."""
+    startup = record["startup"]
+    help_s, job_s = (statistics.median(startup[c]["seconds"]) for c in ("--help", "--cfg job"))
+    importing = [f"`{c}`" for c in ("--help", "--cfg job") if startup[c]["imports_tensorflow"]]
+    rendered = {"overhead:startup": (
+        f"Median of {len(startup['--help']['seconds'])}: `train.py --help` {help_s:.2f} s, `train.py --cfg job` {job_s:.2f} s; "
+        f"{' and '.join(importing) + ' imports' if importing else 'neither imports'} TensorFlow (`python -c \"import tensorflow\"` alone: "
+        f"{statistics.median(startup['import tensorflow']['seconds']):.2f} s).")}
+    if "runs" in record:
+        runs = record["runs"]
+        seconds = runs["seconds"]
+        worst = max(seconds[name] / seconds["plain"] for name in VARIANTS)
+        data = ("MobileNet 0.25 with ImageNet weights, the shared cats_dogs photos" if runs["real_data"]
+                else "MobileNet 0.25 with random weights, generated photos (the shared data was absent)")
+        rendered["overhead"] = "\n".join([
+            f"{data} at {runs['size']}x{runs['size']}, {runs['head_epochs']} head + {runs['fine_tune_epochs']} "
+            f"fine-tuning epochs, batch {runs['batch_size']}, no baseline estimator, no test split:",
+            "",
+            "| | wall time | vs plain Keras |",
+            "|---|---|---|",
+            *(f"| {LABELS[name]} | {value:.1f} s | {value / seconds['plain']:.2f}x |" for name, value in seconds.items()),
+            "",
+            f"{'Within' if worst <= TARGET else 'Over'} the target of {TARGET:.2f}x: the slowest `train.py` variant took "
+            f"{worst:.2f}x the plain script's time. " + measured_by("overhead", record),
+        ])
+    return rendered
 
 
 def main() -> None:
@@ -129,16 +173,25 @@ def main() -> None:
     parser.add_argument("--head-epochs", type=int, default=3)
     parser.add_argument("--fine-tune-epochs", type=int, default=2)
     parser.add_argument("--size", type=int, default=224, help="image side (the shared MobileNet weights are the 224 set)")
-    parser.add_argument("--repeats", type=int, default=3, help="runs of --help and --cfg job")
+    parser.add_argument("--repeats", type=int, default=3, help="runs of --help, --cfg job and `import tensorflow`")
     parser.add_argument("--startup-only", action="store_true", help="only time --help and --cfg job")
+    add_render_option(parser, "overhead")
     args = parser.parse_args()
+    if args.render:
+        render_docs("overhead", render)
+        return
+    started = time.perf_counter()
     python_path = os.pathsep.join(filter(None, [str(ROOT / "src"), os.environ.get("PYTHONPATH")]))
     env = {**os.environ, "PYTHONPATH": python_path, "TF_CPP_MIN_LOG_LEVEL": "2"}
     with tempfile.TemporaryDirectory() as tmp:
         env["TRANSFERLAB_DATA_DIR"] = str(Path(tmp) / "data")
-        cli_startup(args, Path(tmp), env)
+        results = {"startup": cli_startup(args, Path(tmp), env)}
         if not args.startup_only:
-            compare_runs(args, Path(tmp), env)
+            results["runs"] = compare_runs(args, Path(tmp), env)
+    record = stamp(results, started)
+    print("\n\n".join(render(record).values()))
+    if documented(parser, args):
+        save("overhead", record, render)
 
 
 if __name__ == "__main__":

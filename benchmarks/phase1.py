@@ -15,30 +15,43 @@ Runs, side by side on the same photos, base, head, epochs and seed:
 Prints the wall-time ratios (each pair, since two cores shared with other work vary by tens of
 percent from one minute to the next) and the validation accuracies.
 
-Data and base: with the shared real data beside the checkout (`../shared/data/`), the 400
-cats_dogs photos and MobileNet (alpha 0.25) with its real ImageNet weights at 224x224, so the
-accuracies mean something; otherwise (or with `--synthetic`) generated two-class photos and
-MobileNetV2 at `--size` with random weights whose BatchNorm statistics are set from the photos
-(`calibrate_random_base`), so the compute is MobileNetV2's and the features still tell the classes
-apart.
+Settings (`--settings`, comma-separated): `real` is the shared real data beside the checkout
+(`../shared/data/`), the 400 cats_dogs photos and MobileNet (alpha 0.25) with its real ImageNet
+weights at 224x224, so the accuracies mean something; a number is that many generated two-class
+photos and MobileNetV2 at `--size` with random weights whose BatchNorm statistics are set from the
+photos (`calibrate_random_base`), so the compute is MobileNetV2's and the features still tell the
+classes apart.
 
-    python benchmarks/phase1.py [--synthetic] [--images 320] [--epochs 10] [--size 128]
+    python benchmarks/phase1.py                   # real, 1600 and 3200 photos: writes benchmarks/results/phase1.json and the docs
+    python benchmarks/phase1.py --settings 320    # a quick look (printed, not recorded)
+    python benchmarks/phase1.py --render          # only rewrite the docs from the record
 """
 
+from __future__ import annotations
+
 import argparse
+import csv
 import os
 import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
+from statistics import median
+from typing import TYPE_CHECKING
 
 import numpy as np
-from timing import paired, samples
+from records import add_render_option, documented, measured_by, render_docs, save, stamp
+from timing import paired, ratios, samples, span
+
+if TYPE_CHECKING:
+    from transferlab.reporting.summary import RunSummary
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 CATS_DOGS = SHARED_DATA / "cats_dogs"
 MOBILENET_WEIGHTS = SHARED_DATA / "weights" / "mobilenet_2_5_224_tf_no_top.h5"
 CALIBRATED = "mobilenet_v2_calibrated.weights.h5"  # the synthetic run's base, written by calibrate_random_base
+SETTINGS = ("real", "1600", "3200")  # the documented run
 
 
 def write_photos(folder: Path, n: int, size: int) -> Path:
@@ -159,76 +172,145 @@ def extraction_pass(model, cfg) -> tuple[float, float]:
     return times[0], times[1]
 
 
+def head_phase(summary: RunSummary) -> dict:
+    """What the record keeps of a run's head phase, with each epoch's time from its history.csv."""
+    phase = summary.phases["head"]
+    with open(Path(summary.run_dir) / "history.csv", newline="") as history:
+        epochs = [float(row["epoch_time_s"]) for row in csv.DictReader(history) if row["phase"] == "head"]
+    return {"wall_time_s": phase["wall_time_s"], "feature_extraction_s": phase["feature_extraction_s"],
+            "best_val_accuracy": phase["best"]["val_accuracy"], "epoch_times_s": epochs}
+
+
+def measure(setting: str, args: argparse.Namespace, out: Path) -> dict:
+    """One setting, measured in an order that puts a cold extraction pass right before each cached first run."""
+    import transferlab
+    from transferlab.models.saved import load_trained_model
+
+    real = setting == "real"
+    size = 224 if real else args.size
+    data = CATS_DOGS if real else write_photos(out / "photos", int(setting), size)
+    if not real:
+        calibrate_random_base(data, size, out / CALIBRATED)
+
+    def phase1(cache: bool, name: str, disk: bool = True, fine_tune: int = 0) -> RunSummary:
+        return transferlab.train(config(data, out, size, args.epochs, cache, real, name, disk, fine_tune))
+
+    def extraction() -> tuple[float, float]:
+        return extraction_pass(model, config(data, out, size, args.epochs, True, real))
+
+    images = phase1(False, "images")
+    model = load_trained_model(str(out / "images" / "model.keras"))
+    passes = [extraction()]
+    # First runs as the recipe runs them, with fine-tuning after (one epoch of the top 20 layers).
+    first = [phase1(True, "cached", fine_tune=1)]  # fills the on-disk cache
+    rerun = phase1(True, "rerun")
+    for sample in ("again", "third"):
+        passes.append(extraction())
+        first.append(phase1(True, f"cached_{sample}", disk=False, fine_tune=1))
+    alone, with_model = pipeline_throughput(config(data, out, size, args.epochs, False, real), model)
+    return {"setting": setting, "size": size, "epochs": args.epochs, "counts": first[0].counts,
+            "cold_pass_s": [p[0] for p in passes], "warm_pass_s": [p[1] for p in passes],
+            "first_runs": [head_phase(s) for s in first], "rerun": head_phase(rerun), "images": head_phase(images),
+            "pipeline_images_per_s": alone, "pipeline_and_model_images_per_s": with_model}
+
+
+def title(result: dict) -> str:
+    if result["setting"] == "real":
+        return "Real photos: MobileNet 0.25 with its ImageNet weights, the shared cats_dogs photos"
+    return (f"{int(result['setting']):,} generated photos (`--settings {result['setting']}`): MobileNetV2 with random "
+            "weights whose BatchNorm statistics are set from 64 of the photos")
+
+
+def setting_text(result: dict) -> str:
+    """One setting's table and what the phases' own numbers say."""
+    counts, first, rerun, images = result["counts"], result["first_runs"], result["rerun"], result["images"]
+    cold, warm = result["cold_pass_s"], result["warm_pass_s"]
+    share = (counts["train"] + counts["validation"]) / counts["train"]
+    times = [r["wall_time_s"] for r in first]
+    training = [r["wall_time_s"] - r["feature_extraction_s"] for r in first]
+    rest = [t - sum(r["epoch_times_s"]) for t, r in zip(training, first)]
+    accuracies = [round(r["best_val_accuracy"], 3) for r in [*first, rerun, images]]
+    if len(set(accuracies)) == 1:
+        accuracy = (f"{accuracies[0]:.3f} for every variant (the three cached first runs, the rerun and the phase on "
+                    "images): caching changes the time, not the result")
+    else:
+        accuracy = (f"{samples(accuracies[:3], 3)} for the cached first runs, {accuracies[3]:.3f} for the rerun and "
+                    f"{accuracies[4]:.3f} for the phase on images")
+    return "\n".join([
+        f"**{title(result)}**, {result['size']}x{result['size']}, {counts['train']:,} training and "
+        f"{counts['validation']:,} validation images, {result['epochs']} head epochs. Three first runs, each paired "
+        "with a cold extraction pass measured just before it:",
+        "",
+        "| | seconds | ratio per pair (median) |",
+        "|---|---|---|",
+        f"| one extraction pass over the training set, cold (fresh pipeline and traced function) | {samples(cold)} | 1x (the floor) |",
+        f"| the same pass, warm (images decoded, function traced: the base's compute alone) | {samples(warm)} | |",
+        f"| phase 1 on cached features, first run (extracts training and validation features) | {samples(times)} | "
+        f"**{paired(times, cold)}** the cold pass |",
+        f"| of which extracting training and validation features | {samples([r['feature_extraction_s'] for r in first])} | |",
+        f"| of which training the head, checkpoints included | {samples(training)} | |",
+        "| the first run against a cold pass over training + validation images (all phase 1 must see once) | | "
+        f"**{paired(times, [c * share for c in cold])}** |",
+        f"| phase 1 rerun or a sweep's next job (features from `paths.feature_cache`) | {rerun['wall_time_s']:.2f} | "
+        f"**{paired([rerun['wall_time_s']], cold[1:2])}** the cold pass measured after it |",
+        f"| phase 1 on images every epoch | {images['wall_time_s']:.1f} | "
+        f"{span(ratios([images['wall_time_s']] * 3, times), 1)}x the cached first run |",
+        "",
+        f"Training the head: its first epoch, which traces Keras' training and validation functions, took "
+        f"{span([r['epoch_times_s'][0] for r in first], 2, 's')}; each later epoch "
+        f"{span([median(r['epoch_times_s'][1:]) for r in first], 3, 's')} (median); the rest (checkpoints, the "
+        f"phase's bookkeeping) {span(rest, 2, 's')}. Best validation accuracy: {accuracy}. The input pipeline alone "
+        f"delivers {result['pipeline_images_per_s']:,.0f} images/s, pipeline and frozen model "
+        f"{result['pipeline_and_model_images_per_s']:,.0f} images/s.",
+    ])
+
+
+def render(record: dict) -> dict[str, str]:
+    """docs/benchmarks.md's head-phase section: each setting, then the target against all of them."""
+    results = record["settings"]
+
+    def target(result: dict) -> str:
+        counts, cold = result["counts"], result["cold_pass_s"]
+        times = [r["wall_time_s"] for r in result["first_runs"]]
+        share = (counts["train"] + counts["validation"]) / counts["train"]
+        over_train = median(ratios(times, cold))
+        return (f"{'met' if over_train <= 1.3 else 'missed'} at {counts['train']:,} training images "
+                f"({'real' if result['setting'] == 'real' else 'generated'} photos: median {over_train:.2f}x, and "
+                f"{median(ratios(times, [c * share for c in cold])):.2f}x a pass over training and validation images)")
+
+    return {"phase1": "\n\n".join([
+        *(setting_text(r) for r in results),
+        "The target, a first cached phase 1 within 1.3x one cold extraction pass over the training set, is "
+        + "; ".join(target(r) for r in results) + ". " + measured_by("phase1", record),
+    ])}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--synthetic", action="store_true", help="generated photos and a random MobileNetV2")
-    parser.add_argument("--images", type=int, default=320, help="generated photos (with --synthetic)")
-    parser.add_argument("--epochs", type=int, default=10)
-    parser.add_argument("--size", type=int, default=128, help="image side (with --synthetic; real data: 224)")
+    parser.add_argument("--settings", default=",".join(SETTINGS),
+                        help="comma-separated: `real` (the shared photos and weights), or a number of generated photos")
+    parser.add_argument("--epochs", type=int, default=10, help="head epochs")
+    parser.add_argument("--size", type=int, default=128, help="image side of the generated photos (real ones: 224)")
+    add_render_option(parser, "phase1")
     args = parser.parse_args()
-    real = not args.synthetic and CATS_DOGS.is_dir() and MOBILENET_WEIGHTS.is_file()
-    size = 224 if real else args.size
-
+    if args.render:
+        render_docs("phase1", render)
+        return
+    settings = [s.strip() for s in args.settings.split(",") if s.strip()]
+    if unknown := [s for s in settings if s != "real" and not s.isdigit()]:
+        parser.error(f"unknown settings {unknown}: `real` or a number of generated photos")
+    if "real" in settings and not (CATS_DOGS.is_dir() and MOBILENET_WEIGHTS.is_file()):
+        sys.exit(f"error: `real` needs the shared data beside the checkout ({SHARED_DATA}); "
+                 "without it, run `--settings 1600`")
+    started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp)
-        if real:
-            use_real_weights(out / "keras_home")
-        data = CATS_DOGS if real else write_photos(out / "photos", args.images, size)
-        if not real:
-            calibrate_random_base(data, size, out / CALIBRATED)
-
-        import transferlab
-        from transferlab.models.saved import load_trained_model
-        from transferlab.reporting.summary import RunSummary
-
-        def phase1(cache: bool, name: str, disk: bool = True, fine_tune: int = 0) -> tuple[dict, RunSummary]:
-            summary = transferlab.train(config(data, out, size, args.epochs, cache, real, name, disk, fine_tune))
-            return summary.phases["head"], summary
-
-        images, _ = phase1(False, "images")
-        model = load_trained_model(str(out / "images" / "model.keras"))
-        passes = [extraction_pass(model, config(data, out, size, args.epochs, True, real))]
-        # First runs as the recipe runs them, with fine-tuning after (one epoch of the top 20 layers).
-        first = [phase1(True, "cached", fine_tune=1)]  # fills the on-disk cache
-        rerun, _ = phase1(True, "rerun")
-        for sample in ("again", "third"):
-            passes.append(extraction_pass(model, config(data, out, size, args.epochs, True, real)))
-            first.append(phase1(True, f"cached_{sample}", disk=False, fine_tune=1))
-        alone, with_model = pipeline_throughput(config(data, out, size, args.epochs, False, real), model)
-
-    report(args, real, size, first, rerun, images, passes, alone, with_model)
-
-
-def report(args, real: bool, size: int, first: list, rerun: dict, images: dict, passes: list, alone: float,
-           with_model: float) -> None:
-    base = ("MobileNet 0.25, ImageNet weights, cats_dogs photos" if real
-            else "MobileNetV2, random weights (BatchNorm calibrated), generated photos")
-    counts = first[0][1].counts
-    share = (counts["train"] + counts["validation"]) / counts["train"]
-    cold, warm = [p[0] for p in passes], [p[1] for p in passes]
-    times = [phase["wall_time_s"] for phase, _ in first]
-    print(f"head phase, {args.epochs} epochs, {base}, {size}x{size}, {counts['train']} training and "
-          f"{counts['validation']} validation images; each first run is paired with the pass measured just before it")
-    print(f"  one feature-extraction pass over the training set, cold   : {samples(cold)} s")
-    print(f"  one feature-extraction pass over the training set, warm   : {samples(warm)} s")
-    print(f"  phase 1 on cached features, first run (extraction incl.)  : {samples(times)} s")
-    print(f"    of which extracting training and validation features   : "
-          f"{samples([phase['feature_extraction_s'] for phase, _ in first])} s")
-    print(f"    of which training the head (checkpoints incl.)         : "
-          f"{samples([phase['wall_time_s'] - phase['feature_extraction_s'] for phase, _ in first])} s")
-    print(f"  phase 1 first run / cold pass over the training set       : {paired(times, cold)} (target <= 1.3x)")
-    print(f"  phase 1 first run / warm pass over the training set       : {paired(times, warm)}")
-    print(f"  phase 1 first run / cold pass over training + validation  : {paired(times, [c * share for c in cold])}"
-          "  (every image phase 1 needs, once)")
-    print(f"  phase 1 rerun, features from the on-disk cache            : {rerun['wall_time_s']:7.2f} s  "
-          f"= {paired([rerun['wall_time_s']], cold[1:2])} the cold pass measured right after it")
-    print(f"  phase 1 on images every epoch                             : {images['wall_time_s']:7.2f} s  "
-          f"= {images['wall_time_s'] / max(times):.1f}x to {images['wall_time_s'] / min(times):.1f}x the cached first run")
-    accuracies = [phase for phase, _ in first] + [rerun, images]
-    print("  best validation accuracy, cached first runs / rerun / images: "
-          + " / ".join(f"{phase['best']['val_accuracy']:.4f}" for phase in accuracies))
-    print(f"  input pipeline alone                                      : {alone:7.0f} images/s")
-    print(f"  input pipeline + frozen model (inference)                 : {with_model:7.0f} images/s")
+        if "real" in settings:
+            use_real_weights(Path(tmp) / "keras_home")  # before Keras is first imported
+        results = [measure(setting, args, Path(tmp) / setting) for setting in settings]
+    record = stamp({"settings": results}, started)
+    print(render(record)["phase1"])
+    if documented(parser, args):
+        save("phase1", record, render)
 
 
 if __name__ == "__main__":

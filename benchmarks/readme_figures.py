@@ -1,37 +1,31 @@
 """The README's transfer figures, measured and written in one place: no number there is typed by hand.
 
-    python benchmarks/readme_figures.py            # run the experiments (about 4 minutes on 2 cores), then render
+    python benchmarks/readme_figures.py            # run the experiments, then render
     python benchmarks/readme_figures.py --render   # only rewrite the README from the recorded results
 
 Runs the default experiment and `experiment=digits_scratch` for each seed, through the same command a
 user runs, records every run's numbers with the machine and package versions in
-`benchmarks/results/readme_figures.json`, and rewrites the README between its `figures:digits`
-markers. tests/test_readme.py checks that the README says what the recorded results say.
+`benchmarks/results/readme_figures.json`, and rewrites the README between its `readme_figures`
+markers. tests/test_benchmarks.py checks that the README says what the recorded results say.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
-import re
 import subprocess
 import sys
 import tempfile
 import time
-from datetime import date
-from importlib import metadata
 from pathlib import Path
 from statistics import mean
 
+from records import add_render_option, measured_by, render_docs, save, stamp
+
 ROOT = Path(__file__).resolve().parents[1]
-README = ROOT / "README.md"
-RESULTS = ROOT / "benchmarks" / "results" / "readme_figures.json"
 SEEDS = (1, 2, 3, 4, 42)
 DEFAULT_SEED = 42
 ARMS = {"transfer": [], "scratch": ["experiment=digits_scratch"]}
-START, END = "<!-- figures:digits:start -->", "<!-- figures:digits:end -->"
 ROWS = (
     ("head phase only (best validation accuracy)", "head_val_accuracy"),
     ("after fine-tuning (test accuracy)", "test_accuracy"),
@@ -60,19 +54,10 @@ def measure() -> dict:
                     "baseline_test_accuracy": summary["metrics"]["baseline/test_accuracy"],
                 })
                 print(runs[-1], flush=True)
-    return {"machine": machine(), "date": date.today().isoformat(), "runs": runs}
+    return {"runs": runs}
 
 
-def machine() -> dict:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").is_file() else platform.processor()
-    return {
-        "cpu": cpu, "cores": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
-        "packages": {name: metadata.version(name) for name in ("tensorflow", "keras", "scikit-learn")},
-    }
-
-
-def render(results: dict) -> str:
+def render(results: dict) -> dict[str, str]:
     """The README's table and the sentences around it, from the recorded results alone."""
 
     def values(arm: str, key: str) -> list[float]:
@@ -86,7 +71,6 @@ def render(results: dict) -> str:
         return next(r["test_accuracy"] for r in results["runs"] if r["arm"] == arm and r["seed"] == DEFAULT_SEED)
 
     default_times = [r["wall_time_s"] for r in results["runs"] if r["arm"] == "transfer"]
-    m = results["machine"]
     lines = [
         "| | with transfer (`digits_0_4` base) | without (`experiment=digits_scratch`, random base) |",
         "|---|---|---|",
@@ -96,31 +80,20 @@ def render(results: dict) -> str:
         "10 images per class are labelled), ranges in brackets. The default seed "
         f"{DEFAULT_SEED} alone gives {at_default_seed('transfer'):.3f} with transfer and "
         f"{at_default_seed('scratch'):.3f} without. A default run took {min(default_times):.0f}–"
-        f"{max(default_times):.0f} s, TensorFlow start-up included. Measured by `python "
-        f"benchmarks/readme_figures.py` on {results['date']}: {m['cpu']}, {m['cores']} cores, TensorFlow "
-        f"{m['packages']['tensorflow']}, Keras {m['packages']['keras']}.",
+        f"{max(default_times):.0f} s, TensorFlow start-up included. " + measured_by("readme_figures", results),
     ]
-    return "\n".join(lines)
-
-
-def readme_block(text: str) -> str:
-    """What the README holds between the figures markers."""
-    found = re.search(re.escape(START) + r"\n(.*?)\n" + re.escape(END), text, flags=re.DOTALL)
-    if not found:
-        raise SystemExit(f"error: README.md has no {START} ... {END} block")
-    return found.group(1)
+    return {"readme_figures": "\n".join(lines)}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--render", action="store_true", help="only rewrite the README from the recorded results")
+    add_render_option(parser, "readme_figures")
     args = parser.parse_args()
-    if not args.render:
-        RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        RESULTS.write_text(json.dumps(measure(), indent=2) + "\n")
-    text = README.read_text()
-    README.write_text(text.replace(readme_block(text), render(json.loads(RESULTS.read_text()))))
-    print(f"wrote {README.relative_to(ROOT)} from {RESULTS.relative_to(ROOT)}")
+    if args.render:
+        render_docs("readme_figures", render)
+        return
+    started = time.perf_counter()
+    save("readme_figures", stamp(measure(), started, ("scikit-learn",)), render)
 
 
 if __name__ == "__main__":

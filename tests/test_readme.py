@@ -173,16 +173,3 @@ def test_options_shown_for_a_command_are_its_options(script):
     ).stdout
     listed = set(re.findall(r"(--[a-z][a-z-]*)", help_text))
     assert shown <= listed, f"{script}.py has no option {sorted(shown - listed)}"
-
-
-def test_the_readme_figures_are_the_recorded_results():
-    """The digits table is rendered from benchmarks/results/readme_figures.json, never typed by hand."""
-    import importlib.util
-    import json
-
-    spec = importlib.util.spec_from_file_location("readme_figures", ROOT / "benchmarks" / "readme_figures.py")
-    figures = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(figures)
-    results = json.loads(figures.RESULTS.read_text())
-    assert {(r["arm"], r["seed"]) for r in results["runs"]} == {(a, s) for a in figures.ARMS for s in figures.SEEDS}
-    assert figures.readme_block((ROOT / "README.md").read_text()) == figures.render(results)

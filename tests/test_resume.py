@@ -88,6 +88,7 @@ def test_run_killed_in_phase_two_resumes_to_the_same_history(slow_folder, base_w
 
     resumed = cli([*args, "resume=true"], tmp_path / "runs" / "resumer", tmp_path)
     assert resumed.wait(timeout=600) == 0, resumed.stderr.read()[-3000:]
+    assert [p.name for p in (tmp_path / "runs").iterdir()] == ["killed"]  # the resume left no folder of its own
     expected = pd.read_csv(tmp_path / "reference" / "run" / "history.csv")
     got = pd.read_csv(killed_dir / "history.csv")
     assert list(got["epoch"]) == list(expected["epoch"]) and list(got["phase"]) == list(expected["phase"])

@@ -155,10 +155,10 @@ def test_cluster_launcher_configs_compose(launcher, overrides, expected, tmp_pat
     assert {key: composed[key] for key in expected} == expected
 
 
-@pytest.mark.parametrize("batch_size", [1, 2])
-def test_a_continued_study_draws_what_an_uninterrupted_one_would(tmp_path, batch_size):
-    """4 trials, a relaunch with a fresh sampler of the same seed, 2 more: the same 6 trials as one launch,
-    through the random start-up trials (2) and TPE's own draws after them."""
+@pytest.mark.parametrize(("batch_size", "before", "after"), [(1, 3, 2), (1, 4, 2), (2, 4, 2)])
+def test_a_continued_study_draws_what_an_uninterrupted_one_would(tmp_path, batch_size, before, after):
+    """`before` trials, a relaunch with a fresh sampler of the same seed, `after` more: the same trials as one
+    launch of `before + after`, through the random start-up trials (2) and TPE's own draws after them."""
     import optuna
 
     from transferlab.sweeps.trial_journal import open_study, replay_sampler
@@ -176,14 +176,14 @@ def test_a_continued_study_draws_what_an_uninterrupted_one_would(tmp_path, batch
                 study.tell(trial, (x - 1) ** 2 + (kind == "b"))
 
     uninterrupted = optuna.create_study(sampler=sampler())
-    run(uninterrupted, 6)
+    run(uninterrupted, before + after)
     journal = tmp_path / "trials.jsonl"
     first = optuna.create_study(storage=open_study(journal, "s", ["minimize"])[0], study_name="s", sampler=sampler(), load_if_exists=True)
-    run(first, 4)
+    run(first, before)
     storage, continued = open_study(journal, "s", ["minimize"])
     fresh = sampler()
     assert replay_sampler(fresh, continued, batch_size)
-    run(optuna.create_study(storage=storage, study_name=continued.study_name, sampler=fresh, load_if_exists=True), 2)
+    run(optuna.create_study(storage=storage, study_name=continued.study_name, sampler=fresh, load_if_exists=True), after)
     params = [t.params for t in sorted(continued.get_trials(), key=lambda t: t.number)]
     assert params == [t.params for t in uninterrupted.trials]
-    assert len({tuple(p.items()) for p in params}) == 6  # no trial repeats another's parameters
+    assert len({tuple(p.items()) for p in params}) == before + after  # no trial repeats another's parameters

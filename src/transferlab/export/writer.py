@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from transferlab.atomic import write_json
-from transferlab.errors import ConfigError, DataError, ModelError, first_line
+from transferlab.errors import ModelError, first_line
 from transferlab.export.config import ExportConfig, ExportFormat
 from transferlab.export.runtime import ARTIFACT_FILES, INSTALL_HINT
 from transferlab.reporting.model_card import CARD
@@ -43,7 +43,7 @@ EXPORTER_PACKAGES = {ExportFormat.onnx: ("tf2onnx", "onnx", "onnxruntime"), Expo
 def export_run(cfg: ExportConfig, fmt: ExportFormat) -> dict:
     """Export, verify and record one format; returns what export.json holds."""
     from transferlab.compat.tensorflow import import_tensorflow
-    from transferlab.predict.run import load_run
+    from transferlab.predict.run import held_out_examples, load_run, run_config
 
     run_dir = Path(cfg.run_dir)
     experiment = run_config(run_dir)
@@ -51,7 +51,7 @@ def export_run(cfg: ExportConfig, fmt: ExportFormat) -> dict:
     check_exporter(fmt)
     import_tensorflow()
     run = load_run(run_dir)
-    inputs, labels = held_out_examples(experiment, run.model, cfg.max_examples)
+    inputs, labels = held_out_examples(experiment, cfg.max_examples)
     expected = keras_outputs(run.model, inputs, cfg.batch_size)
     root = run_dir / "export"
     created_root = not root.exists()
@@ -94,33 +94,6 @@ def check_exporter(fmt: ExportFormat) -> None:
     missing = [name for name in EXPORTER_PACKAGES.get(fmt, ()) if importlib.util.find_spec(name) is None]
     if missing:
         raise ModelError(f"format={fmt.value} needs {', '.join(missing)}, which is not installed; {INSTALL_HINT}")
-
-
-def run_config(run_dir: Path) -> "ExperimentConfig":
-    from omegaconf import OmegaConf
-
-    from transferlab.config.convert import to_experiment_config
-
-    config_path = run_dir / "config.yaml"
-    if not config_path.is_file():
-        raise ConfigError(f"'{run_dir}' is not a finished run directory (no config.yaml to rebuild its test split from); pass the folder of a completed run")
-    return to_experiment_config(OmegaConf.load(config_path))
-
-
-def held_out_examples(cfg: "ExperimentConfig", model: "keras.Model", limit: int | None) -> tuple[np.ndarray, np.ndarray]:
-    """The run's test split rebuilt from its config as the model reads it: pixels, or raw strings."""
-    from transferlab.modalities.registry import modality_for
-
-    modality = modality_for(cfg)
-    plan = modality.plan(cfg)
-    if not len(plan.test):
-        raise DataError("the run has no test split to verify the export on; train it with dataset.test_split above 0")
-    if model.inputs[0].dtype == "string":
-        inputs, labels = np.array(plan.test.texts, dtype=str), np.array(plan.test.labels)
-    else:
-        batches = [(np.asarray(x), np.asarray(y)) for x, y in modality.pipelines(cfg, plan).test]
-        inputs, labels = np.concatenate([b[0] for b in batches]), np.concatenate([b[1] for b in batches])
-    return (inputs, labels) if limit is None else (inputs[:limit], labels[:limit])
 
 
 def keras_outputs(model: "keras.Model", inputs: np.ndarray, batch_size: int) -> np.ndarray:

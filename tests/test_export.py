@@ -1,6 +1,6 @@
 """Export for serving: each format written, reloaded in a separate process with its own runtime, and
 matched against the Keras model; prediction from an ONNX export without TensorFlow; the string-input
-refusal for ONNX and LiteRT that leaves nothing behind."""
+refusal for ONNX and LiteRT that leaves nothing behind; a hung verifier ended by its timeout."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import json
 import shutil
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -150,6 +151,30 @@ def test_a_string_input_model_to_onnx_or_litert_fails_in_one_line_leaving_nothin
         assert len(lines) == 1 and lines[0].startswith("error: ") and "format=saved_model" in lines[0], result.stderr
         assert "raw strings" in lines[0]
         assert not (out / "export").exists()
+
+
+def test_a_hung_verifier_is_ended_by_its_timeout_in_one_line_keeping_the_previous_export(exported, monkeypatch):
+    from transferlab.errors import ModelError
+    from transferlab.export import writer
+    from transferlab.export.config import ExportConfig, ExportFormat
+
+    before = (exported / "export" / "onnx" / "export.json").read_text()
+    monkeypatch.setattr(writer, "VERIFIER", (sys.executable, "-c", "import time; time.sleep(120)"))
+    started = time.monotonic()
+    with pytest.raises(ModelError) as error:
+        writer.export_run(ExportConfig(run_dir=str(exported), format="onnx", verify_timeout_s=2), ExportFormat.onnx)
+    assert time.monotonic() - started < 60
+    assert str(error.value).startswith("the onnx verifier did not finish within verify_timeout_s=2 s") and "\n" not in str(error.value)
+    assert (exported / "export" / "onnx" / "export.json").read_text() == before
+    assert sorted(p.name for p in (exported / "export").iterdir()) == sorted(FORMATS)
+
+
+def test_the_verify_timeout_must_be_positive():
+    from transferlab.errors import ConfigError
+    from transferlab.export.config import ExportConfig, check_export_config
+
+    with pytest.raises(ConfigError, match=r"^verify_timeout_s=0 must be above 0"):
+        check_export_config(ExportConfig(run_dir="run", verify_timeout_s=0))
 
 
 def test_a_format_typo_gets_the_choices_without_tensorflow(image_run):

@@ -3,8 +3,9 @@
 The artifact and its export.json are written into `<run>/export/.<format>.writing`; a fresh Python
 process loads that folder with the format's own runtime (transferlab.export.verify) and runs the
 run's test split through it; only when the outputs match the Keras model's within the tolerance is the
-folder renamed to `<run>/export/<format>`. Any failure removes the partial folder (and an export/
-folder it left empty), so what exists under export/ has always been loaded back and checked.
+folder renamed to `<run>/export/<format>`. Any failure, a verifier that outlasts its timeout included,
+removes the partial folder (and an export/ folder it left empty), so what exists under export/ has
+always been loaded back and checked.
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ log = logging.getLogger(__name__)
 # Keras' name for each format, and the packages its exporter needs.
 KERAS_FORMATS = {ExportFormat.saved_model: "tf_saved_model", ExportFormat.onnx: "onnx", ExportFormat.litert: "litert"}
 EXPORTER_PACKAGES = {ExportFormat.onnx: ("tf2onnx", "onnx", "onnxruntime"), ExportFormat.litert: ("ai_edge_litert",)}
+# The fresh process that loads and runs an artifact (a test stands a hanging one in for it).
+VERIFIER = (sys.executable, "-m", "transferlab.export.verify")
 
 
 def export_run(cfg: ExportConfig, fmt: ExportFormat) -> dict:
@@ -126,18 +129,22 @@ def write_artifact(model: "keras.Model", folder: Path, fmt: ExportFormat, builti
 
 def verify(folder: Path, fmt: ExportFormat, inputs: np.ndarray, labels: np.ndarray, expected: np.ndarray,
            cfg: ExportConfig) -> dict:
-    """Run the artifact in a fresh process with its own runtime; refuse it if it strays past the tolerance."""
+    """Run the artifact in a fresh process with its own runtime, ended after `verify_timeout_s`; refuse it if
+    it strays past the tolerance."""
     from transferlab.reporting.evaluation import predicted_classes
 
     with tempfile.TemporaryDirectory(prefix="transferlab-export-") as scratch:
         inputs_path, outputs_path = Path(scratch) / "inputs.npy", Path(scratch) / "outputs.npy"
         np.save(inputs_path, inputs)
         env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-        result = subprocess.run(
-            [sys.executable, "-m", "transferlab.export.verify", str(folder), fmt.value, str(inputs_path),
-             str(outputs_path), str(cfg.batch_size)],
-            capture_output=True, text=True, env=env,
-        )
+        command = [*VERIFIER, str(folder), fmt.value, str(inputs_path), str(outputs_path), str(cfg.batch_size)]
+        try:
+            result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=cfg.verify_timeout_s)
+        except subprocess.TimeoutExpired:  # run() has killed the verifier
+            raise ModelError(
+                f"the {fmt.value} verifier did not finish within verify_timeout_s={cfg.verify_timeout_s:g} s (loading or "
+                "running the artifact hung); nothing was kept: raise verify_timeout_s for a large model, or use format=saved_model"
+            ) from None
         if result.returncode != 0:
             raise ModelError(verifier_error(result.stderr, fmt))
         measured = json.loads(result.stdout.strip().splitlines()[-1])

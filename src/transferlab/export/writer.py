@@ -6,6 +6,10 @@ run's test split through it; only when the outputs match the Keras model's withi
 folder renamed to `<run>/export/<format>`. Any failure, a verifier that outlasts its timeout included,
 removes the partial folder (and an export/ folder it left empty), so what exists under export/ has
 always been loaded back and checked.
+
+A model that reads raw strings goes to ONNX or LiteRT split in two (transferlab.export.text): the model
+from token ids, and the tokenizer in `text_inputs.json`, which the verifier runs without TensorFlow on the
+raw test texts; every text must get the Keras model's own ids.
 """
 
 from __future__ import annotations
@@ -27,12 +31,13 @@ from transferlab.atomic import write_json
 from transferlab.errors import ModelError, first_line
 from transferlab.export.config import ExportConfig, ExportFormat
 from transferlab.export.runtime import ARTIFACT_FILES, INSTALL_HINT
+from transferlab.export.text_inputs import TEXT_INPUTS_FILE
 from transferlab.reporting.model_card import CARD
 
 if TYPE_CHECKING:
     import keras
 
-    from transferlab.config.schema import ExperimentConfig
+    from transferlab.export.text import TextSplit
 
 log = logging.getLogger(__name__)
 
@@ -50,21 +55,26 @@ def export_run(cfg: ExportConfig, fmt: ExportFormat) -> dict:
 
     run_dir = Path(cfg.run_dir)
     experiment = run_config(run_dir)
-    refuse_strings(experiment, fmt)  # before TensorFlow starts: a refusal costs nothing
     check_exporter(fmt)
     import_tensorflow()
     run = load_run(run_dir)
     inputs, labels = held_out_examples(experiment, cfg.max_examples)
     expected = keras_outputs(run.model, inputs, cfg.batch_size)
+    split = text_split(run.model, fmt)
+    served = split.model if split else run.model
     root = run_dir / "export"
     created_root = not root.exists()
     tmp, final = root / f".{fmt.value}.writing", root / fmt.value
     try:
         shutil.rmtree(tmp, ignore_errors=True)  # a killed export's leftovers
         tmp.mkdir(parents=True)
-        write_artifact(run.model, tmp, fmt, cfg.litert_builtins_only)
-        manifest = verify(tmp, fmt, inputs, labels, expected, cfg)
-        manifest.update(describe(run.model, run.class_names, fmt, tmp))
+        write_artifact(served, tmp, fmt, cfg.litert_builtins_only)
+        if split:
+            write_json(split.settings, tmp / TEXT_INPUTS_FILE)
+        outputs, ids, measured = run_verifier(tmp, fmt, inputs, cfg)
+        tokenizer = {"tokenizer": split.record(inputs, ids, fmt.value)} if split else {}  # ids checked first
+        manifest = {**compare(outputs, expected, labels, fmt, cfg.tolerance), **measured, **tokenizer,
+                    **describe(run.model, served, run.class_names, fmt, tmp)}
         write_json(manifest, tmp / "export.json")
         if (run_dir / CARD).is_file():  # the model card travels with the artifact
             shutil.copy2(run_dir / CARD, tmp / CARD)
@@ -79,16 +89,13 @@ def export_run(cfg: ExportConfig, fmt: ExportFormat) -> dict:
     return manifest
 
 
-def refuse_strings(experiment: "ExperimentConfig", fmt: ExportFormat) -> None:
-    """A text run's model reads raw strings; its string ops (TextVectorization, a KerasHub tokenizer)
-    do not convert to ONNX or LiteRT."""
-    from transferlab.config.schema import DatasetKind
+def text_split(model: "keras.Model", fmt: ExportFormat) -> "TextSplit | None":
+    """For ONNX and LiteRT, a raw-string model's token-id model and tokenizer; None when the model goes whole."""
+    from transferlab.export.text import split_text_model
 
-    if fmt is not ExportFormat.saved_model and experiment.dataset.kind is DatasetKind.text:
-        raise ModelError(
-            f"format={fmt.value} cannot serve this text model: it reads raw strings, and its string ops "
-            "(TextVectorization or a KerasHub preprocessor) do not convert; use format=saved_model, which serves raw strings"
-        )
+    if fmt is ExportFormat.saved_model or model.inputs[0].dtype != "string":
+        return None
+    return split_text_model(model, fmt.value)
 
 
 def check_exporter(fmt: ExportFormat) -> None:
@@ -127,14 +134,12 @@ def write_artifact(model: "keras.Model", folder: Path, fmt: ExportFormat, builti
         ) from exc
 
 
-def verify(folder: Path, fmt: ExportFormat, inputs: np.ndarray, labels: np.ndarray, expected: np.ndarray,
-           cfg: ExportConfig) -> dict:
-    """Run the artifact in a fresh process with its own runtime, ended after `verify_timeout_s`; refuse it if
-    it strays past the tolerance."""
-    from transferlab.reporting.evaluation import predicted_classes
-
+def run_verifier(folder: Path, fmt: ExportFormat, inputs: np.ndarray, cfg: ExportConfig,
+                 ) -> tuple[np.ndarray, dict[str, np.ndarray], dict]:
+    """The artifact's logits on `inputs` from a fresh process with its own runtime, the token ids it fed a
+    text export, and what it measured; ended after `verify_timeout_s`."""
     with tempfile.TemporaryDirectory(prefix="transferlab-export-") as scratch:
-        inputs_path, outputs_path = Path(scratch) / "inputs.npy", Path(scratch) / "outputs.npy"
+        inputs_path, outputs_path = Path(scratch) / "inputs.npy", Path(scratch) / "outputs.npz"
         np.save(inputs_path, inputs)
         env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
         command = [*VERIFIER, str(folder), fmt.value, str(inputs_path), str(outputs_path), str(cfg.batch_size)]
@@ -147,25 +152,31 @@ def verify(folder: Path, fmt: ExportFormat, inputs: np.ndarray, labels: np.ndarr
             ) from None
         if result.returncode != 0:
             raise ModelError(verifier_error(result.stderr, fmt))
-        measured = json.loads(result.stdout.strip().splitlines()[-1])
-        outputs = np.load(outputs_path)
+        with np.load(outputs_path) as saved:
+            arrays = {name: saved[name] for name in saved.files}
+    return arrays.pop("outputs"), arrays, json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def compare(outputs: np.ndarray, expected: np.ndarray, labels: np.ndarray, fmt: ExportFormat, tolerance: float) -> dict:
+    """Refuse an artifact that strays past the tolerance; else its difference and accuracy beside the Keras model's."""
+    from transferlab.reporting.evaluation import predicted_classes
+
     if outputs.shape != expected.shape:
         raise ModelError(f"the {fmt.value} artifact returns shape {outputs.shape}, the Keras model {expected.shape}; "
                          "the export is wrong: use format=saved_model")
     diff = float(np.max(np.abs(outputs - expected))) if len(expected) else 0.0
-    if not diff <= cfg.tolerance:
+    if not diff <= tolerance:
         raise ModelError(
             f"the {fmt.value} artifact differs from the Keras model by up to {diff:.3g} on the test split, above "
-            f"tolerance={cfg.tolerance:g}; use format=saved_model, or raise tolerance= if that difference is acceptable"
+            f"tolerance={tolerance:g}; use format=saved_model, or raise tolerance= if that difference is acceptable"
         )
     return {
         "format": fmt.value,
         "max_abs_diff": diff,
-        "tolerance": cfg.tolerance,
+        "tolerance": tolerance,
         "accuracy": float(np.mean(predicted_classes(outputs) == labels)),
         "keras_accuracy": float(np.mean(predicted_classes(expected) == labels)),
-        "examples": int(len(inputs)),
-        **measured,
+        "examples": int(len(expected)),
     }
 
 
@@ -178,16 +189,24 @@ def verifier_error(stderr: str, fmt: ExportFormat) -> str:
     return f"the {fmt.value} runtime crashed loading the export ({lines[-1] if lines else 'no message'}); use format=saved_model"
 
 
-def describe(model: "keras.Model", class_names: list[str], fmt: ExportFormat, folder: Path) -> dict:
-    """What a serving host needs to feed the artifact, and what made it."""
-    entry = model.inputs[0]
+def describe(model: "keras.Model", served: "keras.Model", class_names: list[str], fmt: ExportFormat, folder: Path) -> dict:
+    """What a serving host needs to feed the export, and what made it. `input` is what the export takes (raw
+    strings for a text model); `model_inputs`, for a text model split from its tokenizer, what the artifact
+    itself reads."""
+    split = {"model_inputs": {entry.name: _spec(entry) for entry in served.inputs}} if served is not model else {}
     return {
         "artifact": ARTIFACT_FILES[fmt.value],
         "size_bytes": sum(p.stat().st_size for p in folder.rglob("*") if p.is_file() and p.name not in ("export.json", CARD)),
-        "input": {"shape": list(entry.shape), "dtype": str(entry.dtype)},
+        "input": _spec(model.inputs[0]),
+        **split,
         "class_names": class_names,
-        "versions": {name: _version(name) for name in ("keras", "tensorflow", "tf2onnx", "onnxruntime", "ai-edge-litert")},
+        "versions": {name: _version(name) for name in
+                     ("keras", "tensorflow", "tf2onnx", "onnxruntime", "ai-edge-litert", "tokenizers")},
     }
+
+
+def _spec(entry: "keras.KerasTensor") -> dict:
+    return {"shape": list(entry.shape), "dtype": str(entry.dtype)}
 
 
 def _version(package: str) -> str | None:

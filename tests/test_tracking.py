@@ -33,10 +33,11 @@ BARELY_TRAINED = ("schedule.head.lr=1e-6", "schedule.fine_tune.lr=1e-7")
 
 
 def neptune_operations(cwd: Path) -> list[dict]:
-    """Every operation Neptune's offline mode stored under <cwd>/.neptune (one JSON object a line)."""
-    logs = list((cwd / ".neptune" / "offline").glob("*/data-1.log"))
-    assert len(logs) == 1, logs
-    return [json.loads(line)["obj"] for line in logs[0].read_text().splitlines()]
+    """Every operation Neptune's offline mode stored under <cwd>/.neptune (one JSON object a line), for its one
+    run: a folder per process that wrote to it (`run__<id>__<pid>__<suffix>`), all synced as that run."""
+    logs = sorted((cwd / ".neptune" / "offline").glob("*/data-1.log"))
+    assert len({log.parent.name.split("__")[1] for log in logs}) == 1, logs
+    return [json.loads(line)["obj"] for log in logs for line in log.read_text().splitlines()]
 
 
 @pytest.fixture(scope="module")
@@ -116,6 +117,45 @@ def test_run_writes_every_plot_as_a_png(tracked_run):
     for name in ("learning_curves", "confusion_matrix", "misclassified", "augmentation_preview"):
         with Image.open(out / "plots" / f"{name}.png") as image:
             assert image.format == "PNG" and min(image.size) > 200, name
+
+
+def test_an_export_adds_its_summary_to_the_runs_tensorboard_and_its_offline_neptune_run(tracked_run, monkeypatch):
+    pytest.importorskip("onnxruntime")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from transferlab.export.config import ExportConfig, ExportFormat
+    from transferlab.export.writer import export_run
+
+    cwd, out, _ = tracked_run
+    monkeypatch.chdir(cwd)  # where the run's offline Neptune data is
+    manifest = export_run(ExportConfig(run_dir=str(out), format="onnx"), ExportFormat.onnx)
+    events = EventAccumulator(str(out / "tensorboard" / "export"), size_guidance={"tensors": 0})
+    events.Reload()
+    import tensorflow as tf
+
+    (diff,) = events.Tensors("onnx/max_abs_diff")
+    assert float(tf.make_ndarray(diff.tensor_proto)) == pytest.approx(manifest["max_abs_diff"])
+    (table,) = events.Tensors("onnx/summary")
+    assert f"| runtime | {manifest['runtime']} |" in tf.make_ndarray(table.tensor_proto).item().decode()
+    values = {"/".join(op["path"]): op.get("value") for op in neptune_operations(cwd) if "value" in op}
+    assert values["export/onnx/max_abs_diff"] == pytest.approx(manifest["max_abs_diff"])
+    assert values["export/onnx/size_bytes"] == manifest["size_bytes"] and values["export/onnx/runtime"].startswith("onnxruntime")
+    assert values["results/test/accuracy"] is not None  # the training run's own fields, in the same offline run
+
+
+def test_a_tracker_that_cannot_take_an_export_summary_is_one_warning(tmp_path, caplog):
+    from transferlab.config.schema import LoggerConfig, NeptuneConfig
+    from transferlab.tracking.export_summary import log_export_summary
+
+    (tmp_path / "summary.json").write_text(json.dumps({"tracking": {"tags": []}}))  # Neptune never started
+    manifest = {"format": "onnx", "size_bytes": 10, "max_abs_diff": 0.0, "accuracy": 1.0, "keras_accuracy": 1.0,
+                "latency_ms_per_example": 0.1, "examples": 4, "runtime": "onnxruntime 1.32.0"}
+    with caplog.at_level(logging.WARNING, logger="transferlab.tracking"):
+        log_export_summary(tmp_path, LoggerConfig(tensorboard=False, neptune=NeptuneConfig()), manifest)
+    assert [r.getMessage() for r in caplog.records if r.name.startswith("transferlab.tracking")] == [
+        "Neptune did not get the onnx export's summary (LookupError: the run's summary.json records no Neptune run to "
+        "add to); the export is kept"
+    ]
 
 
 def test_mlflow_records_into_a_local_sqlite_store(image_folder, base_weights, tmp_path):

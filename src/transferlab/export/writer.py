@@ -52,6 +52,7 @@ def export_run(cfg: ExportConfig, fmt: ExportFormat) -> dict:
     """Export, verify and record one format; returns what export.json holds."""
     from transferlab.compat.tensorflow import import_tensorflow
     from transferlab.predict.run import held_out_examples, load_run, run_config
+    from transferlab.tracking.export_summary import log_export_summary
 
     run_dir = Path(cfg.run_dir)
     experiment = run_config(run_dir)
@@ -86,6 +87,7 @@ def export_run(cfg: ExportConfig, fmt: ExportFormat) -> dict:
         raise
     log.info("%s export verified: %s (max abs diff %.2e, accuracy %.4f, %.3f ms per example)", fmt.value, final,
              manifest["max_abs_diff"], manifest["accuracy"], manifest["latency_ms_per_example"])
+    log_export_summary(run_dir, experiment.logger, manifest)
     return manifest
 
 

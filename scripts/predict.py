@@ -3,6 +3,7 @@
     python scripts/predict.py outputs/default/2026-11-29_10-00-00_3f9a2c photo.jpg more_photos/ --top-k 3 --csv preds.csv
     python scripts/predict.py outputs/sentiment_glove_bilstm/<run> reviews.csv --text-column review
     echo "What a great film" | python scripts/predict.py outputs/sentiment_glove_bilstm/<run> -
+    python scripts/predict.py outputs/sentiment_glove_bilstm/<run>/export/onnx "What a great film"
     python scripts/predict.py --imagenet resnet50 photo.jpg
 
 Images are read as training read them (the same suffixes, grayscale and RGBA made RGB, resized to the

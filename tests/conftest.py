@@ -107,6 +107,14 @@ def run_train_script(args: list[str], cwd: Path, env: dict | None = None, timeou
     )
 
 
+def run_python(code: str, timeout: int = 300) -> str:
+    """Run `code` in a fresh Python process (nothing of this one's imports or Keras objects helps it) and
+    return what it printed; it must succeed."""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout
+
+
 def assert_accepted_or_one_line(check) -> None:
     """Run `check()`: it either passes or fails with one clear line, whatever error it meets."""
     from hydra.errors import HydraException

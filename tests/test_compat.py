@@ -54,15 +54,20 @@ def test_hydra_still_has_the_basic_sweeper_keep_going_extends():
     assert issubclass(KeepGoingSweeper, sweeper) and "max_batch_size" in conf.__dataclass_fields__
 
 
-def test_a_hydra_without_the_basic_sweeper_is_one_line(monkeypatch):
+def hide_modules(monkeypatch, prefix: str) -> None:
+    """Importing any module under `prefix` fails from now on, as when an upgrade has moved it."""
     real_import = builtins.__import__
 
-    def without_internal(name, *args, **kwargs):
-        if name.startswith("hydra._internal.core_plugins.basic_sweeper"):
+    def without(name, *args, **kwargs):
+        if name.startswith(prefix):
             raise ImportError(name)
         return real_import(name, *args, **kwargs)
 
-    monkeypatch.setattr(builtins, "__import__", without_internal)
+    monkeypatch.setattr(builtins, "__import__", without)
+
+
+def test_a_hydra_without_the_basic_sweeper_is_one_line(monkeypatch):
+    hide_modules(monkeypatch, "hydra._internal.core_plugins.basic_sweeper")
     with pytest.raises(UpstreamChangedError, match=r"^this hydra-core \(\S+\) has no .*BasicSweeper.*use hydra-core 1\.3$"):
         basic_sweeper()
 
@@ -98,3 +103,34 @@ def test_the_optuna_sweeper_still_reports_its_directions():
     assert optuna_directions(Impl()) == ["maximize"]
     with pytest.raises(UpstreamChangedError, match=r"OptunaSweeperImpl\._get_directions"):
         optuna_directions(object())
+
+
+def test_neptune_still_lets_a_later_process_add_fields_that_sync_with_an_offline_run(tmp_path, monkeypatch):
+    import json
+
+    import neptune
+    from neptune.cli.collect import collect_offline_containers
+
+    from transferlab.compat.neptune import append_to_offline_run
+    from transferlab.tracking.neptune_tracker import NO_CAPTURE
+
+    monkeypatch.chdir(tmp_path)
+    run = neptune.init_run(mode="offline", **NO_CAPTURE)
+    run["results/accuracy"] = 0.5
+    run_id = run.get_url().removeprefix("offline/")
+    run.stop()
+    append_to_offline_run(run_id, {"export/onnx/max_abs_diff": 1e-7, "export/onnx/runtime": "onnxruntime"})
+    (container,) = collect_offline_containers(path=tmp_path / ".neptune")  # what `neptune sync` uploads as one run
+    assert str(container.container_id) == run_id and len(container.execution_dirs) == 2
+    ops = [json.loads(line)["obj"] for d in container.execution_dirs for line in (d.path / "data-1.log").read_text().splitlines()]
+    values = {"/".join(op["path"]): op.get("value") for op in ops}
+    assert values["results/accuracy"] == 0.5 and values["export/onnx/max_abs_diff"] == 1e-7
+    assert values["export/onnx/runtime"] == "onnxruntime"
+
+
+def test_a_neptune_without_the_offline_processor_is_one_line(monkeypatch):
+    from transferlab.compat.neptune import append_to_offline_run
+
+    hide_modules(monkeypatch, "neptune.internal.operation_processors")
+    with pytest.raises(UpstreamChangedError, match=r"has no OfflineOperationProcessor, .*; use neptune 1\.x$"):
+        append_to_offline_run("0", {"a": 1.0})

@@ -78,6 +78,20 @@ def test_probabilities_sum_to_one_for_binary_and_multiclass():
     assert binary[1, 1] > 0.9 and multi[0].argmax() == 2
 
 
+def test_a_quoted_text_is_classified_and_a_missing_file_is_still_named(tmp_path, monkeypatch):
+    from transferlab.data.inputs import read_texts
+    from transferlab.errors import DataError
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "my reviews.txt").write_text("a good film\n")
+    long_text = "so " * 200 + "good"  # longer than a file name may be
+    assert read_texts(["What a great film", "my reviews.txt", long_text], "text") == [
+        "What a great film", "a good film", long_text]
+    for missing in ("my reviews.csv", "reviews", "photos/a.png"):
+        with pytest.raises(DataError, match=f"^'{missing}' does not exist"):
+            read_texts([missing], "text")
+
+
 def test_predict_refuses_a_folder_that_is_not_a_run(tmp_path):
     result = subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "predict.py"), str(tmp_path), str(tmp_path)],

@@ -17,6 +17,7 @@ from conftest import (
     TRAIN_SCRIPT,
     compose_config,
     config_error_line,
+    run_python,
     run_train_script,
     tiny_overrides,
 )
@@ -32,10 +33,11 @@ BARELY_TRAINED = ("schedule.head.lr=1e-6", "schedule.fine_tune.lr=1e-7")
 
 
 def neptune_operations(cwd: Path) -> list[dict]:
-    """Every operation Neptune's offline mode stored under <cwd>/.neptune (one JSON object a line)."""
-    logs = list((cwd / ".neptune" / "offline").glob("*/data-1.log"))
-    assert len(logs) == 1, logs
-    return [json.loads(line)["obj"] for line in logs[0].read_text().splitlines()]
+    """Every operation Neptune's offline mode stored under <cwd>/.neptune (one JSON object a line), for its one
+    run: a folder per process that wrote to it (`run__<id>__<pid>__<suffix>`), all synced as that run."""
+    logs = sorted((cwd / ".neptune" / "offline").glob("*/data-1.log"))
+    assert len({log.parent.name.split("__")[1] for log in logs}) == 1, logs
+    return [json.loads(line)["obj"] for log in logs for line in log.read_text().splitlines()]
 
 
 @pytest.fixture(scope="module")
@@ -117,6 +119,45 @@ def test_run_writes_every_plot_as_a_png(tracked_run):
             assert image.format == "PNG" and min(image.size) > 200, name
 
 
+def test_an_export_adds_its_summary_to_the_runs_tensorboard_and_its_offline_neptune_run(tracked_run, monkeypatch):
+    pytest.importorskip("onnxruntime")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from transferlab.export.config import ExportConfig, ExportFormat
+    from transferlab.export.writer import export_run
+
+    cwd, out, _ = tracked_run
+    monkeypatch.chdir(cwd)  # where the run's offline Neptune data is
+    manifest = export_run(ExportConfig(run_dir=str(out), format="onnx"), ExportFormat.onnx)
+    events = EventAccumulator(str(out / "tensorboard" / "export"), size_guidance={"tensors": 0})
+    events.Reload()
+    import tensorflow as tf
+
+    (diff,) = events.Tensors("onnx/max_abs_diff")
+    assert float(tf.make_ndarray(diff.tensor_proto)) == pytest.approx(manifest["max_abs_diff"])
+    (table,) = events.Tensors("onnx/summary")
+    assert f"| runtime | {manifest['runtime']} |" in tf.make_ndarray(table.tensor_proto).item().decode()
+    values = {"/".join(op["path"]): op.get("value") for op in neptune_operations(cwd) if "value" in op}
+    assert values["export/onnx/max_abs_diff"] == pytest.approx(manifest["max_abs_diff"])
+    assert values["export/onnx/size_bytes"] == manifest["size_bytes"] and values["export/onnx/runtime"].startswith("onnxruntime")
+    assert values["results/test/accuracy"] is not None  # the training run's own fields, in the same offline run
+
+
+def test_a_tracker_that_cannot_take_an_export_summary_is_one_warning(tmp_path, caplog):
+    from transferlab.config.schema import LoggerConfig, NeptuneConfig
+    from transferlab.tracking.export_summary import log_export_summary
+
+    (tmp_path / "summary.json").write_text(json.dumps({"tracking": {"tags": []}}))  # Neptune never started
+    manifest = {"format": "onnx", "size_bytes": 10, "max_abs_diff": 0.0, "accuracy": 1.0, "keras_accuracy": 1.0,
+                "latency_ms_per_example": 0.1, "examples": 4, "runtime": "onnxruntime 1.32.0"}
+    with caplog.at_level(logging.WARNING, logger="transferlab.tracking"):
+        log_export_summary(tmp_path, LoggerConfig(tensorboard=False, neptune=NeptuneConfig()), manifest)
+    assert [r.getMessage() for r in caplog.records if r.name.startswith("transferlab.tracking")] == [
+        "Neptune did not get the onnx export's summary (LookupError: the run's summary.json records no Neptune run to "
+        "add to); the export is kept"
+    ]
+
+
 def test_mlflow_records_into_a_local_sqlite_store(image_folder, base_weights, tmp_path):
     pytest.importorskip("mlflow")
     from mlflow.tracking import MlflowClient
@@ -136,8 +177,69 @@ def test_mlflow_records_into_a_local_sqlite_store(image_folder, base_weights, tm
     assert [m.step for m in client.get_metric_history(run_id, "head/val_loss")] == [1, 2]
     assert [m.step for m in client.get_metric_history(run_id, "fine_tune/val_loss")] == [3, 4]
     assert run.data.tags["dataset"] == "image_folder"
-    artifacts = {a.path for a in client.list_artifacts(run_id)} | {a.path for a in client.list_artifacts(run_id, "plots")}
-    assert {"config.yaml", "model.keras", "history.csv", "summary.json", "plots/learning_curves.png"} <= artifacts
+    artifacts = {a.path for folder in (None, "plots", "model", "model/data") for a in client.list_artifacts(run_id, folder)}
+    assert {"config.yaml", "history.csv", "summary.json", "plots/learning_curves.png"} <= artifacts
+    assert {"model/MLmodel", "model/data/model.keras", "model/input_example.json", "model/requirements.txt"} <= artifacts
+    assert_pyfunc_reloads_and_predicts_as_keras(uri, run_id, out / "model.keras", tmp_path)
+
+
+def assert_pyfunc_reloads_and_predicts_as_keras(uri: str, run_id: str, model_path: Path, tmp_path: Path) -> None:
+    """`mlflow.pyfunc.load_model` in a fresh process runs the logged model on its input example, with the
+    signature MLflow enforces, and gets the Keras model's logits."""
+    from transferlab.models.saved import load_trained_model
+
+    printed = run_python(
+        "import mlflow, numpy as np\n"
+        f"mlflow.set_tracking_uri({uri!r}); model = mlflow.pyfunc.load_model('runs:/{run_id}/model')\n"
+        "example = model.input_example\n"
+        f"np.savez({str(tmp_path / 'pyfunc.npz')!r}, x=example, y=model.predict(example))\n"
+        "print(model.metadata.signature.inputs.to_json())\n"
+    )
+    saved = np.load(tmp_path / "pyfunc.npz")
+    assert len(saved["x"]) == 1 and json.loads(printed.splitlines()[-1])[0]["type"] == "tensor"
+    expected = load_trained_model(str(model_path)).predict(saved["x"], verbose=0)
+    np.testing.assert_allclose(saved["y"], expected, rtol=0, atol=1e-6)
+
+
+def test_mlflow_logs_a_text_model_whose_pyfunc_takes_raw_strings(tmp_path):
+    pytest.importorskip("mlflow")
+    import mlflow.pyfunc
+    import tensorflow as tf
+    from mlflow.tracking import MlflowClient
+    from test_text import sentences, text_overrides
+
+    from transferlab.models.saved import load_trained_model
+
+    table, out, uri = tmp_path / "reviews.csv", tmp_path / "run", f"sqlite:///{tmp_path / 'mlflow.db'}"
+    sentences(40).to_csv(table, index=False)
+    summary = transferlab.train(compose_config(text_overrides(
+        table, None, out, "logger=mlflow", f"logger.mlflow.tracking_uri={uri}", "schedule.head.epochs=1",
+        "schedule.fine_tune.epochs=0")))
+    folder = MlflowClient(tracking_uri=uri).download_artifacts(summary.tracking["mlflow"]["run_id"], "model", str(tmp_path))
+    model = mlflow.pyfunc.load_model(folder)
+    assert model.metadata.signature.inputs.to_dict() == [{"type": "tensor", "tensor-spec": {"dtype": "str", "shape": (-1,)}}]
+    assert str(model.input_example[0]) in set(pd.read_csv(table)["review"])  # a real text of the test split
+    texts = np.array(["What a great movie", "awful, boring plot!", ""])
+    expected = load_trained_model(str(out / "model.keras"))(tf.constant(texts)).numpy()
+    np.testing.assert_allclose(model.predict(texts), expected, rtol=0, atol=1e-6)
+
+
+def test_a_model_mlflow_cannot_take_as_an_mlflow_model_is_logged_as_a_plain_file(tmp_path, caplog):
+    pytest.importorskip("mlflow")
+    from mlflow.tracking import MlflowClient
+
+    from transferlab.config.schema import MlflowConfig
+    from transferlab.tracking.mlflow_tracker import MlflowTracker
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    tracker = MlflowTracker(MlflowConfig(tracking_uri=uri), "probe", [])
+    (tmp_path / "model.keras").write_bytes(b"not a keras archive")
+    with caplog.at_level(logging.WARNING, logger="transferlab.tracking"):
+        tracker.log_artifact(tmp_path / "model.keras")
+    warnings = [r.getMessage().split(" (")[0] for r in caplog.records if r.name.startswith("transferlab.tracking")]
+    assert warnings == ["MLflow got model.keras as a plain file, not as an MLflow model"]
+    run_id = tracker.run_info()["mlflow"]["run_id"]
+    assert [a.path for a in MlflowClient(tracking_uri=uri).list_artifacts(run_id)] == ["model.keras"]
 
 
 def test_trackers_that_cannot_start_or_fail_mid_run_leave_training_and_outputs_intact(

@@ -3,6 +3,7 @@
     transferlab predict outputs/default/2026-11-29_10-00-00_3f9a2c photo.jpg more_photos/ --top-k 3 --csv preds.csv
     transferlab predict outputs/sentiment_glove_bilstm/<run> reviews.csv --text-column review
     echo "What a great film" | transferlab predict outputs/sentiment_glove_bilstm/<run> -
+    transferlab predict outputs/sentiment_glove_bilstm/<run>/export/onnx "What a great film"
     transferlab predict --imagenet resnet50 photo.jpg
 
 Images are read as training read them (the same suffixes, grayscale and RGBA made RGB, resized to the
@@ -29,7 +30,8 @@ def parse_args(argv: list[str] | None, description: str) -> argparse.Namespace:
     )
     parser.add_argument(
         "inputs", nargs="+",
-        help="image files or folders; for a text run: CSV/TSV/Parquet tables, text files (one text a line), or - for stdin",
+        help="image files or folders; for a text run: CSV/TSV/Parquet tables, text files (one text a line), - for stdin, "
+             "or a quoted text of several words",
     )
     parser.add_argument("--text-column", help="the column of texts in tables (default: the run's dataset.text_column)")
     parser.add_argument("--imagenet", metavar="MODEL", help="use this keras.applications model's ImageNet classifier")

@@ -1,1 +1,1 @@
-"""Every use of a private Keras, TensorFlow or Hydra API, each checked against the installed version."""
+"""Every use of a private Keras, TensorFlow, Hydra or Neptune API, each checked against the installed version."""

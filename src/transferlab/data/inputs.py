@@ -101,7 +101,8 @@ class ImageBatches:
 
 
 def read_texts(inputs: list[str], column: str, policy: BadFilePolicy = BadFilePolicy.fail) -> list[str]:
-    """Texts from tables (CSV/TSV/Parquet: the `column`), plain text files (one per line), or stdin ("-").
+    """Texts from tables (CSV/TSV/Parquet: the `column`), plain text files (one per line), stdin ("-"), or
+    the argument itself when it is a text (see `is_literal_text`).
 
     An empty text in a table stops prediction or is skipped and counted, as training treats empty rows.
     """
@@ -113,6 +114,9 @@ def read_texts(inputs: list[str], column: str, policy: BadFilePolicy = BadFilePo
             texts.extend(line for line in text.splitlines() if line.strip())
             continue
         path = Path(item)
+        if is_literal_text(item):
+            texts.append(item)
+            continue
         if path.is_dir():
             raise DataError(f"'{item}' is a folder, but this model classifies texts; {_TEXT_INPUTS}")
         if not path.is_file():
@@ -135,7 +139,18 @@ def read_texts(inputs: list[str], column: str, policy: BadFilePolicy = BadFilePo
     return texts
 
 
-_TEXT_INPUTS = "name CSV/TSV/Parquet tables, text files (one text a line), or - for stdin"
+_TEXT_INPUTS = "name CSV/TSV/Parquet tables, text files (one text a line), - for stdin, or quote a text of several words"
+
+
+def is_literal_text(item: str) -> bool:
+    """An argument that is a text to classify, not a file: several words, naming no file that exists and not
+    ending like one (so a mistyped 'my reviews.csv' is still reported missing)."""
+    if len(item.split()) < 2 or item.lower().endswith((*TEXT_SUFFIXES, *IMAGE_SUFFIXES)):
+        return False
+    try:
+        return not Path(item).exists()
+    except (OSError, ValueError):  # a name too long for the file system, or with a NUL in it
+        return True
 
 
 def _table_column(path: Path, column: str) -> list[str]:

@@ -37,6 +37,8 @@ class ExportConfig:
     # LiteRT: only builtin ops. Keras' default also allows SELECT_TF_OPS (Flex ops), which the plain
     # ai_edge_litert interpreter cannot run; with this on, such a layer fails at conversion instead.
     litert_builtins_only: bool = False
+    # Seconds the fresh process that loads and runs the artifact may take; a hung runtime is ended then.
+    verify_timeout_s: float = 600.0
 
 
 def register_export_configs() -> None:
@@ -62,6 +64,8 @@ def formats(value: object) -> list[ExportFormat]:
 def check_export_config(cfg: ExportConfig) -> None:
     if not cfg.tolerance > 0:
         raise ConfigError(f"tolerance={cfg.tolerance} must be above 0 (the largest allowed max abs difference)")
+    if not cfg.verify_timeout_s > 0:
+        raise ConfigError(f"verify_timeout_s={cfg.verify_timeout_s} must be above 0 (seconds the verifying process may take)")
     if cfg.batch_size < 1:
         raise ConfigError(f"batch_size={cfg.batch_size} must be at least 1")
     if cfg.max_examples is not None and (not isinstance(cfg.max_examples, int) or cfg.max_examples < 1):

@@ -3,9 +3,12 @@
 A fresh interpreter proves what a serving host would see: nothing of the exporting process (its Keras
 objects, registered layers, loaded kernels) helps the artifact load.
 
-    python -m transferlab.export.verify <folder> <format> <inputs.npy> <outputs.npy> <batch size>
+    python -m transferlab.export.verify <folder> <format> <inputs.npy> <outputs.npz> <batch size>
 
-prints {"runtime", "latency_ms_per_example"} as JSON; a load or run failure is one `error:` line.
+writes the logits (`outputs`) and, for a text export that tokenizes in front of the artifact, the token ids
+it fed (one array per input name) to outputs.npz, and prints {"runtime", "latency_ms_per_example"} as
+JSON; a load or run failure is one `error:` line. Latency includes that tokenization: it is what a
+serving host pays per raw string.
 """
 
 from __future__ import annotations
@@ -52,7 +55,8 @@ def main(argv: list[str]) -> None:
         artifact, outputs, seconds = run(Path(folder), fmt, inputs, int(batch_size))
     except TransferlabError as exc:
         fail(str(exc))
-    np.save(outputs_path, outputs)
+    ids = artifact.model_inputs(inputs) if artifact.text_inputs else {}
+    np.savez(outputs_path, outputs=outputs, **ids)
     print(json.dumps({"runtime": artifact.runtime, "latency_ms_per_example": seconds * 1000}))
 
 

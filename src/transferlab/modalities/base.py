@@ -96,6 +96,19 @@ class Modality(ABC):
     def write_mistakes(self, wrong: "Misclassified", data: "SplitData", run_dir: Path) -> None:
         """Keep the wrongly classified test examples in a form one can read; by default only the plot shows them."""
 
+    def test_examples(self, cfg: ExperimentConfig, plan: DataPlan, limit: Optional[int]) -> tuple["np.ndarray", "np.ndarray"]:
+        """Up to `limit` test examples (all for None) as the saved model takes them, and their labels: what an
+        export is checked on, and the MLflow model's input example. Only as many batches as needed are read."""
+        import numpy as np
+
+        batches: list[tuple[np.ndarray, np.ndarray]] = []
+        for x, y in self.pipelines(cfg, plan).test:
+            batches.append((np.asarray(x), np.asarray(y)))
+            if limit is not None and sum(len(labels) for _, labels in batches) >= limit:
+                break
+        inputs, labels = (np.concatenate([batch[i] for batch in batches]) for i in (0, 1))
+        return inputs[:limit], labels[:limit]
+
     # Prediction.
     @abstractmethod
     def reads(self, model: "keras.Model") -> bool:

@@ -62,6 +62,12 @@ class TextModality(Modality):
 
         return with_vectorizer(model, data.vectorizer)
 
+    def test_examples(self, cfg: ExperimentConfig, plan: TextPlan, limit: Optional[int]) -> tuple["np.ndarray", "np.ndarray"]:
+        """The raw test texts: the saved model tokenizes them itself."""
+        import numpy as np
+
+        return np.array(plan.test.texts[:limit], dtype=str), np.array(plan.test.labels[:limit])
+
     def input_baselines(self, plan: TextPlan) -> dict[str, float]:
         from transferlab.features.baseline import tfidf_baseline
 

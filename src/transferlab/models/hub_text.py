@@ -29,7 +29,11 @@ class TextEncoder(HubEncoder):
         super().__init__(preprocessor, backbone, pooling, lora_rank, **kwargs)
 
     def call(self, texts):
-        tokens = self.preprocessor(texts)
+        return self.encode(self.preprocessor(texts))
+
+    def encode(self, tokens: dict):
+        """Token ids (the preprocessor's output) -> one vector per text: what an ONNX or LiteRT export runs,
+        with the tokenizer outside the model."""
         outputs = self.backbone(tokens, training=False)
         if self.pooling is TokenPooling.pooled:
             return outputs["pooled_output"]

@@ -18,12 +18,14 @@ import numpy as np
 
 from transferlab.compat.tensorflow import import_tensorflow
 from transferlab.config.schema import BadFilePolicy
-from transferlab.errors import ConfigError, ModelError, first_line
+from transferlab.errors import ConfigError, DataError, ModelError, first_line
 from transferlab.modalities.base import PredictOptions
 from transferlab.modalities.registry import modality_of
 
 if TYPE_CHECKING:
     import keras
+
+    from transferlab.config.schema import ExperimentConfig
 
 
 @dataclass
@@ -95,6 +97,29 @@ def _data_settings(config_path: Path) -> tuple[BadFilePolicy, str]:
         return BadFilePolicy(dataset.get("on_bad_file", "fail")), str(dataset.get("text_column", "text"))
     except Exception:  # a missing or hand-edited config.yaml leaves the defaults; the model itself is what counts
         return BadFilePolicy.fail, "text"
+
+
+def run_config(run_dir: Path) -> "ExperimentConfig":
+    """The run's own config.yaml, as the typed config it was trained with."""
+    from omegaconf import OmegaConf
+
+    from transferlab.config.convert import to_experiment_config
+
+    config_path = run_dir / "config.yaml"
+    if not config_path.is_file():
+        raise ConfigError(f"'{run_dir}' is not a finished run directory (no config.yaml to rebuild its test split from); pass the folder of a completed run")
+    return to_experiment_config(OmegaConf.load(config_path))
+
+
+def held_out_examples(cfg: "ExperimentConfig", limit: Optional[int]) -> tuple[np.ndarray, np.ndarray]:
+    """Up to `limit` examples of the run's test split, rebuilt from its config as the saved model takes them."""
+    from transferlab.modalities.registry import modality_for
+
+    modality = modality_for(cfg)
+    plan = modality.plan(cfg)
+    if not len(plan.test):
+        raise DataError("the run has no test split to check its model on; train it with dataset.test_split above 0")
+    return modality.test_examples(cfg, plan, limit)
 
 
 def probabilities(logits: np.ndarray) -> np.ndarray:

@@ -1,16 +1,24 @@
-"""MLflow: params, metrics per epoch, the run's files as artifacts; a resumed run continues its MLflow run."""
+"""MLflow: params, metrics per epoch, the run's files as artifacts and its model as an MLflow model; a resumed
+run continues its MLflow run."""
 
 from __future__ import annotations
 
+import logging
+import tempfile
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from transferlab.tracking.base import NoOpTracker, system_info
+from transferlab.tracking.base import NoOpTracker, describe, system_info
 from transferlab.tracking.stores import check_mlflow_store, sqlite_artifact_root
 
 if TYPE_CHECKING:
     from transferlab.config.schema import MlflowConfig
+
+log = logging.getLogger(__name__)
+
+# The run's final model, logged as an MLflow model under this artifact path.
+MODEL_FILE, MODEL_ARTIFACT = "model.keras", "model"
 
 
 class MlflowTracker(NoOpTracker):
@@ -66,7 +74,25 @@ class MlflowTracker(NoOpTracker):
         self._client.log_batch(self._run_id, metrics=batch)
 
     def log_artifact(self, path: Path) -> None:
-        self._client.log_artifact(self._run_id, str(path), artifact_path="plots" if path.suffix == ".png" else None)
+        if path.name == MODEL_FILE:
+            self._log_model(path)
+        else:
+            self._client.log_artifact(self._run_id, str(path), artifact_path="plots" if path.suffix == ".png" else None)
+
+    def _log_model(self, path: Path) -> None:
+        """The model as an MLflow model (transferlab.tracking.mlflow_model), `runs:/<id>/model`; when that
+        cannot be written, the file as it is, so the run's model still reaches the store."""
+        from transferlab.tracking.mlflow_model import save_mlflow_model
+
+        with tempfile.TemporaryDirectory(prefix="transferlab-mlflow-") as scratch:
+            folder = Path(scratch) / MODEL_ARTIFACT
+            try:
+                save_mlflow_model(path, folder)
+            except Exception as exc:  # MLflow, Keras and the data plan each raise their own types
+                log.warning("MLflow got %s as a plain file, not as an MLflow model (%s)", path.name, describe(exc))
+                self._client.log_artifact(self._run_id, str(path))
+                return
+            self._client.log_artifacts(self._run_id, str(folder), MODEL_ARTIFACT)
 
     def run_info(self) -> dict[str, object]:
         return {"mlflow": {"run_id": self._run_id, "experiment_id": self._experiment_id, "tracking_uri": self._uri}}

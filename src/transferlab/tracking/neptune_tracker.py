@@ -10,7 +10,13 @@ from transferlab.tracking.base import NoOpTracker, system_info, unflatten
 from transferlab.tracking.stores import check_neptune_server
 
 if TYPE_CHECKING:
+    from neptune import Run
+
     from transferlab.config.schema import NeptuneConfig
+
+# What the run records is chosen here; Neptune's own capture would add stdout and source files.
+NO_CAPTURE = {"capture_stdout": False, "capture_stderr": False, "capture_hardware_metrics": False,
+              "capture_traceback": False, "source_files": [], "git_ref": False}
 
 
 class NeptuneTracker(NoOpTracker):
@@ -35,13 +41,7 @@ class NeptuneTracker(NoOpTracker):
             tags=list(dict.fromkeys([*tags, *cfg.tags])),
             # Stable per run directory: a resumed run (resume=...) re-opens the same Neptune run.
             custom_run_id=neptune_run_id(run_dir),
-            # What the run records is chosen here; Neptune's own capture would add stdout and source files.
-            capture_stdout=False,
-            capture_stderr=False,
-            capture_hardware_metrics=False,
-            capture_traceback=False,
-            source_files=[],
-            git_ref=False,
+            **NO_CAPTURE,
         )
         self._run["system"] = stringify_unsupported(system_info())
 
@@ -71,6 +71,14 @@ class NeptuneTracker(NoOpTracker):
 
     def close(self) -> None:
         self._run.stop()
+
+
+def reopen_run(cfg: "NeptuneConfig", run_id: str, mode: str) -> "Run":
+    """The run `run_id` (e.g. "PROJ-12") on its server again (async or sync mode), to add fields after it ended."""
+    check_neptune_server()
+    import neptune
+
+    return neptune.init_run(project=cfg.project, mode=mode, with_id=run_id, **NO_CAPTURE)
 
 
 def neptune_run_id(run_dir: Path) -> str:

@@ -27,7 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from records import add_render_option, documented, measured_by, render_docs, save, stamp
+from records import add_render_option, documented, measured_by, number, render_docs, save, stamp
 from text_bases import compose, minilm_preset
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -81,10 +81,6 @@ def run_arm(preset: str, arm: str, overrides: list[str], scratch: Path) -> dict:
 
 def render(record: dict) -> dict[str, str]:
     """docs/benchmarks.md's LP-FT table, from the record alone."""
-
-    def number(value) -> str:
-        return "—" if value is None else f"{value:.3f}"
-
     rows = ["| preset | head phase | baseline val / test | head val / test | final val / test (from) | run wall time (s) |",
             "|---|---|---|---|---|---|"]
     for r in record["runs"]:

@@ -85,6 +85,11 @@ def render_docs(script: str, render: Render, record: dict | None = None) -> list
     return changed
 
 
+def number(value: float | None, digits: int = 3) -> str:
+    """A table cell: the value to `digits` places, or a dash where the record has none."""
+    return "—" if value is None else f"{value:.{digits}f}"
+
+
 def measured_by(script: str, record: dict) -> str:
     """Which command measured the record, when, how long it took, and on what."""
     m = record["machine"]

@@ -35,7 +35,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from records import add_render_option, documented, measured_by, render_docs, save, stamp
+from records import add_render_option, documented, measured_by, number, render_docs, save, stamp
 from timing import span, timed
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -154,9 +154,6 @@ def run_tfidf(data: list[str], scratch: Path) -> dict:
 
 
 def table(results: dict) -> str:
-    def number(value, digits=3):
-        return "—" if value is None else f"{value:.{digits}f}"
-
     rows = ["| method | test accuracy | validation accuracy (best epoch) | trainable parameters | wall time (s) |",
             "|---|---|---|---|---|"]
     for r in results["runs"]:
